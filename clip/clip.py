@@ -1,0 +1,230 @@
+"""The public API: ``available_models``, ``load`` and ``tokenize``, as in OpenAI's ``clip``."""
+import hashlib
+import os
+from typing import List, Union
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor
+
+from . import _download, pt_reader, transform
+from .model import build_model, convert_torch_state_dict
+from .simple_tokenizer import SimpleTokenizer as _Tokenizer
+
+__all__ = ["available_models", "load", "tokenize"]
+
+_tokenizer = _Tokenizer()
+
+# OpenAI's release files; the second-to-last part of each URL is the file's SHA-256.
+_MODELS = {
+    "RN50": "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    "RN101": "https://openaipublic.azureedge.net/clip/models/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+    "RN50x4": "https://openaipublic.azureedge.net/clip/models/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/RN50x4.pt",
+    "RN50x16": "https://openaipublic.azureedge.net/clip/models/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/RN50x16.pt",
+    "RN50x64": "https://openaipublic.azureedge.net/clip/models/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/RN50x64.pt",
+    "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-B/16": "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    "ViT-L/14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    "ViT-L/14@336px": "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+}
+
+_DEVICE_ALIASES = {"ascend": "Ascend", "npu": "Ascend", "gpu": "GPU", "cuda": "GPU", "cpu": "CPU"}
+_MODES = {0: ms.GRAPH_MODE, 1: ms.PYNATIVE_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+_TORCH_SUFFIXES = (".pt", ".pth")
+_MINDSPORE_SUFFIXES = (".ckpt",)
+
+
+def available_models() -> List[str]:
+    """Returns the names of the available CLIP models (OpenAI's release, in OpenAI's order)."""
+    return list(_MODELS.keys())
+
+
+def _device_available(target: str) -> bool:
+    module = {"Ascend": ms.device_context.ascend, "GPU": ms.device_context.gpu, "CPU": ms.device_context.cpu}[target]
+    try:
+        return bool(module.is_available())
+    except Exception:  # a build without that backend may raise instead of answering
+        return False
+
+
+def _resolve_device(device):
+    """``(target, device_id)`` for a device spelled the OpenAI or the MindSpore way."""
+    if device is None:
+        for target in ("Ascend", "GPU"):
+            if _device_available(target):
+                return target, None
+        return "CPU", None
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'CPU', 'GPU' or 'Ascend', got {type(device).__name__}")
+    name, _, index = device.strip().partition(":")
+    target = _DEVICE_ALIASES.get(name.lower())
+    if target is None:
+        raise ValueError(f"unknown device {device!r}; use 'Ascend', 'GPU' or 'CPU' "
+                         "(OpenAI's 'cuda' and 'cpu' are accepted too)")
+    if index and not index.isdigit():
+        raise ValueError(f"device {device!r}: the index after ':' must be a whole number")
+    if not _device_available(target):
+        available = [t for t in ("Ascend", "GPU", "CPU") if _device_available(t)]
+        raise RuntimeError(f"device {device!r} is not available on this machine (this MindSpore can use: "
+                           f"{', '.join(available) or 'nothing'}); pass device=None to pick the best one")
+    return target, int(index) if index else None
+
+
+def _select_device(target, device_id):
+    """Point MindSpore at ``target``; MindSpore runs one device type per process."""
+    current = ms.get_context("device_target")
+    if current == target and device_id is None:
+        return
+    try:
+        if device_id is None:
+            ms.set_device(target)
+        else:
+            ms.set_device(target, device_id)
+    except Exception as error:
+        raise RuntimeError(f"cannot switch MindSpore to device {target!r}: MindSpore already runs on "
+                           f"{current!r} in this process ({error})") from error
+
+
+def _resolve_mode(mode, jit):
+    key = mode.lower() if isinstance(mode, str) else mode
+    if isinstance(key, bool) or key not in _MODES:
+        raise ValueError(f"mode must be 0 / mindspore.GRAPH_MODE or 1 / mindspore.PYNATIVE_MODE, got {mode!r}")
+    return ms.GRAPH_MODE if jit else _MODES[key]
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_ckpt(path):
+    """Parameter name -> numpy array from a MindSpore checkpoint."""
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as error:
+        raise pt_reader.CheckpointError(f"{path}: not a readable MindSpore checkpoint ({type(error).__name__}: "
+                              f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from error
+    if not params:
+        raise pt_reader.CheckpointError(f"{path}: the checkpoint holds no parameters")
+    return {name: value.asnumpy() for name, value in params.items()}
+
+
+def _state_dict_from_file(path):
+    """MindSpore-named weights from a ``.ckpt`` or a PyTorch ``.pt``/``.pth`` file."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _MINDSPORE_SUFFIXES:
+        return _read_ckpt(path)
+    if suffix in _TORCH_SUFFIXES:
+        return convert_torch_state_dict(pt_reader.read_pt(path), source=path)
+    raise ValueError(f"{path}: unsupported file type {suffix or '(no suffix)'!r}; clip.load reads MindSpore "
+                     "'.ckpt' files and PyTorch '.pt'/'.pth' files (OpenAI's releases or state dicts)")
+
+
+def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_root: str = None,
+         jit: bool = False, sha256: str = None):
+    """Load a CLIP model.
+
+    Parameters
+    ----------
+    name : str
+        A model name listed by :func:`available_models` (downloaded and SHA-256 checked),
+        or the path to a MindSpore ``.ckpt`` or a PyTorch ``.pt``/``.pth`` file (OpenAI's
+        TorchScript release files and plain state dicts, read without PyTorch).
+    device : str
+        ``"Ascend"``, ``"GPU"`` or ``"CPU"`` (``"cuda"``/``"cpu"`` accepted, with an optional
+        ``":<id>"``). Default: the best available. On CPU the model computes in float32; on
+        GPU/Ascend it keeps OpenAI's float16 weights, with LayerNorm and softmax in float32.
+        If MindSpore is not yet on this device, ``load`` switches it (``mindspore.set_device``):
+        the only global MindSpore state ``load`` may change.
+    mode : int
+        ``0`` (``mindspore.GRAPH_MODE``): the image and text towers run as compiled graphs
+        (``mindspore.jit``); ``1`` (``mindspore.PYNATIVE_MODE``, default): eager. The global
+        execution mode is left as it is.
+    download_root : str
+        Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.
+    jit : bool
+        OpenAI's flag, accepted for compatibility: ``True`` is the same as ``mode=0``.
+    sha256 : str
+        Optional expected SHA-256 of a local file given by path; a mismatch is an error.
+
+    Returns
+    -------
+    model : CLIP
+        The model, in inference mode.
+    preprocess : Callable
+        Converts a PIL image (or an HWC uint8 array) into the ``[3, R, R]`` float32 tensor the
+        model takes.
+    """
+    target, device_id = _resolve_device(device)
+    run_mode = _resolve_mode(mode, jit)
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be a model name or a file path, got {type(name).__name__}")
+    name = os.fspath(name)
+    if name in _MODELS:
+        path = _download.download(_MODELS[name], _download.default_cache_dir(download_root))
+    elif os.path.isdir(name):
+        raise IsADirectoryError(f"{name} is a directory; pass a model name or a checkpoint file")
+    elif os.path.isfile(name):
+        path = name
+        if not os.access(path, os.R_OK):
+            raise PermissionError(f"{path}: the file is not readable")
+    else:
+        raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
+    if sha256 is not None:
+        actual = _sha256(path)
+        if actual != sha256.lower():
+            raise pt_reader.CheckpointError(f"{path}: SHA-256 is {actual}, expected {sha256}")
+
+    state_dict = _state_dict_from_file(path)
+    _select_device(target, device_id)
+    dtype = ms.float32 if target == "CPU" else ms.float16
+    model = build_model(state_dict, dtype=dtype, source=path)
+    if run_mode == ms.GRAPH_MODE:
+        model.compile()
+    return model, transform._transform(model.visual.input_resolution)
+
+
+def tokenize(texts: Union[str, List[str]], context_length: int = 77, truncate: bool = False) -> Tensor:
+    """Token ids of the given text(s): ``[start] + BPE + [end]``, zero padded.
+
+    Parameters
+    ----------
+    texts : Union[str, List[str]]
+        A string or a list of strings.
+    context_length : int
+        Length of each row; all CLIP models use 77.
+    truncate : bool
+        Cut texts that are too long (the last kept token becomes the end token) instead of
+        raising ``RuntimeError``.
+
+    Returns
+    -------
+    An int32 ``mindspore.Tensor`` of shape ``[number of texts, context_length]``.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a string")
+    if isinstance(context_length, bool) or not isinstance(context_length, (int, np.integer)):
+        raise ValueError(f"context_length must be an integer, got {context_length!r}")
+    if context_length < 2:
+        raise ValueError(f"context_length must be at least 2 (start and end tokens), got {context_length}")
+
+    sot_token = _tokenizer.encoder["<|startoftext|>"]
+    eot_token = _tokenizer.encoder["<|endoftext|>"]
+    result = np.zeros((len(texts), context_length), dtype=np.int32)
+    for i, text in enumerate(texts):
+        tokens = [sot_token] + _tokenizer.encode(text) + [eot_token]
+        if len(tokens) > context_length:
+            if not truncate:
+                raise RuntimeError(f"Input {text} is too long for context length {context_length}")
+            tokens = tokens[:context_length]
+            tokens[-1] = eot_token
+        result[i, :len(tokens)] = tokens
+    return Tensor(result)

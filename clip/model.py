@@ -1,0 +1,623 @@
+"""The CLIP network in MindSpore: the same modules as OpenAI's ``clip/model.py``.
+
+Parameter names follow OpenAI's PyTorch names, with MindSpore's spelling for the
+parameters of normalisation and embedding cells (``gamma``/``beta``,
+``moving_mean``/``moving_variance``, ``embedding_table``), which is what the
+mindcv port's converted ``.ckpt`` files use.  :data:`TORCH_NAMES` is the one table
+that relates the two spellings; it is keyed by cell type.
+
+Activations are laid out batch-first (``[N, L, D]``) everywhere; OpenAI's text and
+vision transformers use ``[L, N, D]`` internally, which gives the same numbers.
+"""
+from collections import OrderedDict
+from typing import Tuple, Union
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import initializer
+
+__all__ = [
+    "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU",
+    "MultiheadAttention", "ResidualAttentionBlock", "Transformer", "VisionTransformer", "CLIP",
+    "build_model", "infer_config", "load_weights", "torch_name_map", "convert_torch_state_dict",
+    "is_ignored_key", "TORCH_NAMES",
+    "IGNORED_CHECKPOINT_KEYS", "ModelConfigError", "WeightsMismatchError",
+]
+
+
+class ModelConfigError(ValueError):
+    """The weights describe no valid CLIP architecture (missing or inconsistent tensors)."""
+
+
+class WeightsMismatchError(ValueError):
+    """The weights do not fit the model: missing, unexpected or wrongly shaped entries."""
+
+
+def _zeros(shape, dtype=ms.float32):
+    return initializer("zeros", list(shape), dtype)
+
+
+def _ones(shape, dtype=ms.float32):
+    return initializer("ones", list(shape), dtype)
+
+
+def _attention(q, k, v, num_heads, mask=None):
+    """Scaled dot-product attention over heads.
+
+    q: [N, Lq, D], k and v: [N, L, D]; mask: additive [Lq, L] or None. The scores and
+    the softmax are computed in float32 whatever the input dtype, as OpenAI's fp16
+    models do on GPU.
+    """
+    n, lq, width = q.shape
+    length = k.shape[1]
+    head_dim = width // num_heads
+    dtype = q.dtype
+    q = q.reshape(n, lq, num_heads, head_dim).transpose(0, 2, 1, 3)  # [N, H, Lq, Dh]
+    k = k.reshape(n, length, num_heads, head_dim).transpose(0, 2, 3, 1)  # [N, H, Dh, L]
+    v = v.reshape(n, length, num_heads, head_dim).transpose(0, 2, 1, 3)  # [N, H, L, Dh]
+    scores = ops.matmul(q * (head_dim ** -0.5), k).astype(ms.float32)  # [N, H, Lq, L]
+    if mask is not None:
+        scores = scores + mask
+    weights = ops.softmax(scores, -1).astype(dtype)
+    out = ops.matmul(weights, v)  # [N, H, Lq, Dh]
+    return out.transpose(0, 2, 1, 3).reshape(n, lq, width)  # [N, Lq, D]
+
+
+class Bottleneck(nn.Cell):
+    """ResNet bottleneck whose stride is an average pool before the third convolution."""
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, has_bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, pad_mode="pad", padding=1, has_bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.avgpool = nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, has_bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu3 = nn.ReLU()
+
+        self.downsample = None
+        self.stride = stride
+        if stride > 1 or inplanes != planes * self.expansion:
+            # anti-aliased downsampling: average pool, then a stride-1 convolution
+            self.downsample = nn.SequentialCell(OrderedDict([
+                ("-1", nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()),
+                ("0", nn.Conv2d(inplanes, planes * self.expansion, 1, has_bias=False)),
+                ("1", nn.BatchNorm2d(planes * self.expansion)),
+            ]))
+
+    def construct(self, x):
+        identity = x
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.avgpool(out)  # [N, planes, H / stride, W / stride]
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu3(out + identity)
+
+
+class AttentionPool2d(nn.Cell):
+    """Pools a feature map by attention from its mean (the query) to every position."""
+
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int = None):
+        super().__init__()
+        self.positional_embedding = Parameter(_zeros((spacial_dim ** 2 + 1, embed_dim)))
+        self.k_proj = nn.Dense(embed_dim, embed_dim)
+        self.q_proj = nn.Dense(embed_dim, embed_dim)
+        self.v_proj = nn.Dense(embed_dim, embed_dim)
+        self.c_proj = nn.Dense(embed_dim, output_dim or embed_dim)
+        self.num_heads = num_heads
+
+    def construct(self, x):
+        n, c = x.shape[0], x.shape[1]
+        x = x.reshape(n, c, -1).transpose(0, 2, 1)  # [N, HW, C]
+        x = ops.cat([x.mean(axis=1, keep_dims=True), x], axis=1)  # [N, HW + 1, C]
+        x = x + self.positional_embedding.astype(x.dtype)
+        q = self.q_proj(x[:, :1])  # [N, 1, C]
+        out = _attention(q, self.k_proj(x), self.v_proj(x), self.num_heads)  # [N, 1, C]
+        return self.c_proj(out).squeeze(1)  # [N, output_dim]
+
+
+class ModifiedResNet(nn.Cell):
+    """OpenAI's ResNet: a three-convolution stem with an average pool, anti-aliased
+    strided blocks, and attention pooling instead of global average pooling."""
+
+    def __init__(self, layers, output_dim, heads, input_resolution=224, width=64):
+        super().__init__()
+        self.output_dim = output_dim
+        self.input_resolution = input_resolution
+
+        self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, pad_mode="pad", padding=1, has_bias=False)
+        self.bn1 = nn.BatchNorm2d(width // 2)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(width // 2, width // 2, 3, pad_mode="pad", padding=1, has_bias=False)
+        self.bn2 = nn.BatchNorm2d(width // 2)
+        self.relu2 = nn.ReLU()
+        self.conv3 = nn.Conv2d(width // 2, width, 3, pad_mode="pad", padding=1, has_bias=False)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.relu3 = nn.ReLU()
+        self.avgpool = nn.AvgPool2d(2, 2)
+
+        self._inplanes = width  # grows as the stages are built
+        self.layer1 = self._make_layer(width, layers[0])
+        self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
+
+        embed_dim = width * 32  # channels after layer4
+        self.attnpool = AttentionPool2d(input_resolution // 32, embed_dim, heads, output_dim)
+
+    def _make_layer(self, planes, blocks, stride=1):
+        layers = [Bottleneck(self._inplanes, planes, stride)]
+        self._inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self._inplanes, planes) for _ in range(1, blocks)]
+        return nn.SequentialCell(layers)
+
+    def construct(self, x):
+        x = x.astype(self.conv1.weight.dtype)
+        x = self.relu1(self.bn1(self.conv1(x)))  # [N, width / 2, R / 2, R / 2]
+        x = self.relu2(self.bn2(self.conv2(x)))
+        x = self.relu3(self.bn3(self.conv3(x)))  # [N, width, R / 2, R / 2]
+        x = self.avgpool(x)  # [N, width, R / 4, R / 4]
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)  # [N, width * 32, R / 32, R / 32]
+        return self.attnpool(x)  # [N, output_dim]
+
+
+class LayerNorm(nn.Cell):
+    """Layer normalisation over the last axis, always computed in float32 and
+    returned in the input's dtype (OpenAI's fp16-safe LayerNorm)."""
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__()
+        self.gamma = Parameter(_ones((width,)))
+        self.beta = Parameter(_zeros((width,)))
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+
+    def construct(self, x):
+        y, _, _ = self.layer_norm(x.astype(ms.float32), self.gamma.astype(ms.float32),
+                                  self.beta.astype(ms.float32))
+        return y.astype(x.dtype)
+
+
+class QuickGELU(nn.Cell):
+    """The sigmoid approximation of GELU that CLIP was trained with."""
+
+    def construct(self, x):
+        return x * ops.sigmoid(1.702 * x)
+
+
+class MultiheadAttention(nn.Cell):
+    """Self-attention with PyTorch's packed parameters (``in_proj_weight`` holds the
+    query, key and value projections stacked on the first axis)."""
+
+    def __init__(self, d_model: int, n_head: int):
+        super().__init__()
+        if d_model % n_head:
+            raise ModelConfigError(f"width {d_model} is not divisible by {n_head} heads")
+        self.num_heads = n_head
+        self.d_model = d_model
+        self.in_proj_weight = Parameter(_zeros((3 * d_model, d_model)))
+        self.in_proj_bias = Parameter(_zeros((3 * d_model,)))
+        self.out_proj = nn.Dense(d_model, d_model)
+
+    def construct(self, x, mask=None):
+        qkv = ops.dense(x, self.in_proj_weight, self.in_proj_bias)  # [N, L, 3D]
+        q, k, v = ops.split(qkv, self.d_model, axis=-1)  # 3 x [N, L, D]
+        return self.out_proj(_attention(q, k, v, self.num_heads, mask))  # [N, L, D]
+
+
+class ResidualAttentionBlock(nn.Cell):
+    """Pre-norm transformer block: attention and a QuickGELU MLP, each residual."""
+
+    def __init__(self, d_model: int, n_head: int, attn_mask: Tensor = None):
+        super().__init__()
+        self.attn = MultiheadAttention(d_model, n_head)
+        self.ln_1 = LayerNorm(d_model)
+        self.mlp = nn.SequentialCell(OrderedDict([
+            ("c_fc", nn.Dense(d_model, d_model * 4)),
+            ("gelu", QuickGELU()),
+            ("c_proj", nn.Dense(d_model * 4, d_model)),
+        ]))
+        self.ln_2 = LayerNorm(d_model)
+        self.attn_mask = attn_mask  # a constant, not a Parameter
+
+    def construct(self, x):
+        mask = None
+        if self.attn_mask is not None:
+            n_ctx = x.shape[1]
+            mask = self.attn_mask[:n_ctx, :n_ctx]
+        x = x + self.attn(self.ln_1(x), mask)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class Transformer(nn.Cell):
+    """A stack of residual attention blocks on batch-first input ``[N, L, width]``."""
+
+    def __init__(self, width: int, layers: int, heads: int, attn_mask: Tensor = None):
+        super().__init__()
+        self.width = width
+        self.layers = layers
+        self.resblocks = nn.SequentialCell([ResidualAttentionBlock(width, heads, attn_mask)
+                                            for _ in range(layers)])
+
+    def construct(self, x):
+        return self.resblocks(x)
+
+
+class VisionTransformer(nn.Cell):
+    """ViT image encoder: patch embedding, class token, transformer, projection."""
+
+    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
+                 output_dim: int):
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.output_dim = output_dim
+        self.conv1 = nn.Conv2d(3, width, patch_size, stride=patch_size, has_bias=False)
+        self.class_embedding = Parameter(_zeros((width,)))
+        self.positional_embedding = Parameter(_zeros(((input_resolution // patch_size) ** 2 + 1, width)))
+        self.ln_pre = LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads)
+        self.ln_post = LayerNorm(width)
+        self.proj = Parameter(_zeros((width, output_dim)))
+
+    def construct(self, x):
+        x = self.conv1(x.astype(self.conv1.weight.dtype))  # [N, width, grid, grid]
+        n, width = x.shape[0], x.shape[1]
+        x = x.reshape(n, width, -1).transpose(0, 2, 1)  # [N, grid ** 2, width]
+        cls = ops.broadcast_to(self.class_embedding.astype(x.dtype).reshape(1, 1, width), (n, 1, width))
+        x = ops.cat([cls, x], axis=1)  # [N, grid ** 2 + 1, width]
+        x = x + self.positional_embedding.astype(x.dtype)
+        x = self.ln_pre(x)
+        x = self.transformer(x)
+        x = self.ln_post(x[:, 0, :])  # [N, width]
+        return ops.matmul(x, self.proj.astype(x.dtype))  # [N, output_dim]
+
+
+class CLIP(nn.Cell):
+    """Image and text encoders trained to agree; ``construct(image, text)`` returns
+    ``(logits_per_image, logits_per_text)`` like OpenAI's ``CLIP.forward``."""
+
+    def __init__(self,
+                 embed_dim: int,
+                 # vision
+                 image_resolution: int,
+                 vision_layers: Union[Tuple[int, int, int, int], int],
+                 vision_width: int,
+                 vision_patch_size: int,
+                 # text
+                 context_length: int,
+                 vocab_size: int,
+                 transformer_width: int,
+                 transformer_heads: int,
+                 transformer_layers: int):
+        super().__init__()
+        self.context_length = context_length
+        self.embed_dim = embed_dim
+        if isinstance(vision_layers, (tuple, list)):
+            self.visual = ModifiedResNet(layers=vision_layers, output_dim=embed_dim,
+                                         heads=vision_width * 32 // 64,
+                                         input_resolution=image_resolution, width=vision_width)
+        else:
+            self.visual = VisionTransformer(input_resolution=image_resolution, patch_size=vision_patch_size,
+                                            width=vision_width, layers=vision_layers,
+                                            heads=vision_width // 64, output_dim=embed_dim)
+
+        self.transformer = Transformer(width=transformer_width, layers=transformer_layers,
+                                       heads=transformer_heads, attn_mask=self.build_attention_mask())
+        self.vocab_size = vocab_size
+        self.token_embedding = nn.Embedding(vocab_size, transformer_width, embedding_table="zeros")
+        self.positional_embedding = Parameter(_zeros((context_length, transformer_width)))
+        self.ln_final = LayerNorm(transformer_width)
+        self.text_projection = Parameter(_zeros((transformer_width, embed_dim)))
+        self.logit_scale = Parameter(Tensor(np.log(1 / 0.07), ms.float32))
+        # ``load(mode=GRAPH)`` replaces these by compiled versions (see ``compile``)
+        self._image_features = self._compute_image_features
+        self._text_features = self._compute_text_features
+
+    def build_attention_mask(self):
+        """The causal mask of the text transformer: ``-inf`` above the diagonal."""
+        mask = np.triu(np.full((self.context_length, self.context_length), -np.inf, np.float32), 1)
+        return Tensor(mask)
+
+    @property
+    def dtype(self):
+        """The compute dtype: float16 for OpenAI's GPU/Ascend setting, float32 on CPU."""
+        return self.visual.conv1.weight.dtype
+
+    def compile(self):
+        """Run the image and text towers as compiled graphs (``mindspore.jit``) from now on,
+        without touching MindSpore's global execution mode. Each new input shape compiles once."""
+        self._image_features = ms.jit(self._compute_image_features)
+        self._text_features = ms.jit(self._compute_text_features)
+        return self
+
+    # -- the towers -----------------------------------------------------------------------------
+    def _compute_image_features(self, image):
+        return self.visual(image.astype(self.dtype))  # [N, embed_dim]
+
+    def _compute_text_features(self, text):
+        n, n_ctx = text.shape
+        x = self.token_embedding(text).astype(self.dtype)  # [N, n_ctx, width]
+        x = x + self.positional_embedding[:n_ctx].astype(self.dtype)
+        x = self.transformer(x)
+        x = self.ln_final(x)  # [N, n_ctx, width]
+        # the features of the end-of-text token, which has the largest id in each row
+        eot = ops.argmax(text, -1).astype(ms.int32)
+        rows = ops.arange(n, dtype=ms.int32) * n_ctx + eot
+        x = ops.gather(x.reshape(n * n_ctx, -1), rows, 0)  # [N, width]
+        return ops.matmul(x, self.text_projection.astype(x.dtype))  # [N, embed_dim]
+
+    # -- public API ----------------------------------------------------------------------------
+    def encode_image(self, image):
+        """Image features ``[N, embed_dim]`` of a batch ``[N, 3, R, R]`` (a single ``[3, R, R]``
+        image is taken as a batch of one)."""
+        if image.ndim == 3:
+            image = image.expand_dims(0)
+        _check_image(image, self.visual.input_resolution)
+        return self._image_features(image)
+
+    def encode_text(self, text):
+        """Text features ``[N, embed_dim]`` of token ids ``[N, n_ctx]`` from :func:`clip.tokenize`
+        (a single row ``[n_ctx]`` is taken as a batch of one)."""
+        if text.ndim == 1:
+            text = text.expand_dims(0)
+        _check_text(text, self.context_length)
+        return self._text_features(text)
+
+    def construct(self, image, text):
+        image_features = self.encode_image(image)
+        text_features = self.encode_text(text)
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+        logit_scale = self.logit_scale.exp().astype(image_features.dtype)
+        logits_per_image = logit_scale * ops.matmul(image_features, text_features.T)  # [N_img, N_txt]
+        logits_per_text = logits_per_image.T  # [N_txt, N_img]
+        return logits_per_image, logits_per_text
+
+
+def _check_image(image, resolution):
+    if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] != resolution or image.shape[3] != resolution:
+        raise ValueError(f"encode_image expects images of shape [N, 3, {resolution}, {resolution}] "
+                         f"(or one image [3, {resolution}, {resolution}]), got {tuple(image.shape)}")
+    if image.shape[0] == 0:
+        raise ValueError("encode_image got an empty batch (N = 0)")
+    if not ops.is_floating_point(image):
+        raise TypeError(f"encode_image expects a floating-point tensor, got {image.dtype}; "
+                        "use the preprocess returned by clip.load")
+
+
+def _check_text(text, context_length):
+    if text.ndim != 2 or text.shape[1] > context_length or text.shape[1] < 2:
+        raise ValueError(f"encode_text expects token ids of shape [N, n_ctx] with 2 <= n_ctx <= "
+                         f"{context_length}, got {tuple(text.shape)}; use clip.tokenize")
+    if text.shape[0] == 0:
+        raise ValueError("encode_text got an empty batch (N = 0)")
+    if ops.is_floating_point(text) or text.dtype == ms.bool_:
+        raise TypeError(f"encode_text expects integer token ids, got {text.dtype}; use clip.tokenize")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyper-parameters from the weights, and strict loading
+
+#: Checkpoint entries that are not parameters and are deliberately ignored: OpenAI's
+#: TorchScript files carry ``input_resolution``, ``context_length`` and ``vocab_size``;
+#: PyTorch BatchNorm counts batches; checkpoints saved from the mindcv port's model hold
+#: its causal masks as ``...attn_mask`` parameters (constants here).
+IGNORED_CHECKPOINT_KEYS = ("input_resolution", "context_length", "vocab_size")
+_IGNORED_SUFFIXES = (".num_batches_tracked", ".attn_mask")
+
+#: PyTorch's name of each MindSpore parameter, by the type of the cell owning it.
+#: Cells of other types use the same names in both frameworks.
+TORCH_NAMES = {
+    nn.BatchNorm2d: {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                     "moving_variance": "running_var"},
+    LayerNorm: {"gamma": "weight", "beta": "bias"},
+    nn.Embedding: {"embedding_table": "weight"},
+}
+
+
+def is_ignored_key(name: str) -> bool:
+    """Whether a checkpoint entry is in the documented ignore set."""
+    return name in IGNORED_CHECKPOINT_KEYS or name.endswith(_IGNORED_SUFFIXES)
+
+
+def torch_name_map(model: nn.Cell) -> "OrderedDict[str, str]":
+    """MindSpore parameter name -> OpenAI's PyTorch name, for every parameter of ``model``."""
+    names = OrderedDict()
+    for prefix, cell in model.cells_and_names():
+        table = next((t for cls, t in TORCH_NAMES.items() if isinstance(cell, cls)), {})
+        for local, _ in cell.parameters_and_names(expand=False):
+            local = local.rsplit(".", 1)[-1]
+            full = f"{prefix}.{local}" if prefix else local
+            names[full] = f"{prefix}.{table.get(local, local)}" if prefix else table.get(local, local)
+    return names
+
+
+def _shape(value):
+    return tuple(value.shape)
+
+
+def _fits(value, param):
+    """Same shape; a scalar may be stored as ``[]`` or ``[1]`` (MindSpore checkpoints store
+    0-d tensors such as ``logit_scale`` as ``[1]``)."""
+    shape, expected = _shape(value), tuple(param.shape)
+    return shape == expected or (len(shape) <= 1 and len(expected) <= 1 and
+                                 int(np.prod(shape)) == int(np.prod(expected)) == 1)
+
+
+def _first(state_dict, prefix):
+    """The first entry whose name starts with ``prefix`` (names that differ between the two
+    spellings, e.g. ``token_embedding.weight`` / ``token_embedding.embedding_table``)."""
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            return value
+    raise ModelConfigError(f"the weights have no entry '{prefix}*'")
+
+
+def _get(state_dict, key):
+    if key not in state_dict:
+        raise ModelConfigError(f"the weights have no entry '{key}'")
+    return state_dict[key]
+
+
+def _square_root(count, what):
+    side = int(round(count ** 0.5))
+    if side * side != count:
+        raise ModelConfigError(f"{what} has {count} positions, not a square grid")
+    return side
+
+
+def infer_config(state_dict) -> dict:
+    """The ``CLIP(...)`` arguments that the weights describe, like OpenAI's ``build_model``.
+
+    Works with PyTorch names and with MindSpore names (values only need ``.shape``).
+    Raises :class:`ModelConfigError` when the weights match no valid architecture.
+    """
+    if not hasattr(state_dict, "keys") or not len(state_dict):
+        raise ModelConfigError("the weights are empty")
+    vit = "visual.proj" in state_dict
+    if vit:
+        conv = _shape(_get(state_dict, "visual.conv1.weight"))
+        if len(conv) != 4 or conv[1] != 3 or conv[2] != conv[3]:
+            raise ModelConfigError(f"visual.conv1.weight has shape {conv}, expected [width, 3, patch, patch]")
+        vision_width, vision_patch_size = conv[0], conv[-1]
+        vision_layers = len([k for k in state_dict
+                             if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")])
+        positions = _shape(_get(state_dict, "visual.positional_embedding"))[0]
+        image_resolution = vision_patch_size * _square_root(positions - 1, "visual.positional_embedding")
+        if vision_width % 64:
+            raise ModelConfigError(f"vision width {vision_width} is not a multiple of 64 (heads of 64)")
+        if vision_layers == 0:
+            raise ModelConfigError("the weights have no visual transformer blocks")
+    else:
+        counts = [len({k.split(".")[2] for k in state_dict if k.startswith(f"visual.layer{b}.")})
+                  for b in (1, 2, 3, 4)]
+        if not all(counts):
+            raise ModelConfigError(
+                "the weights are neither a ViT (no 'visual.proj') nor a ModifiedResNet "
+                f"(residual blocks per stage: {counts})")
+        vision_layers = tuple(counts)
+        vision_width = _shape(_get(state_dict, "visual.layer1.0.conv1.weight"))[0]
+        positions = _shape(_get(state_dict, "visual.attnpool.positional_embedding"))[0]
+        image_resolution = 32 * _square_root(positions - 1, "visual.attnpool.positional_embedding")
+        vision_patch_size = None
+        if (vision_width * 32) % 64:
+            raise ModelConfigError(f"vision width {vision_width} gives no whole number of heads")
+
+    text_projection = _shape(_get(state_dict, "text_projection"))
+    positional = _shape(_get(state_dict, "positional_embedding"))
+    embedding = _shape(_first(state_dict, "token_embedding."))
+    if len(text_projection) != 2 or len(positional) != 2 or len(embedding) != 2:
+        raise ModelConfigError("text_projection, positional_embedding and the token embedding must be 2-D")
+    embed_dim = text_projection[1]
+    context_length, transformer_width = positional
+    vocab_size = embedding[0]
+    if transformer_width % 64:
+        raise ModelConfigError(f"text width {transformer_width} is not a multiple of 64 (heads of 64)")
+    transformer_layers = len({k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks.")})
+    if transformer_layers == 0:
+        raise ModelConfigError("the weights have no text transformer blocks")
+    return dict(embed_dim=embed_dim, image_resolution=image_resolution, vision_layers=vision_layers,
+                vision_width=vision_width, vision_patch_size=vision_patch_size,
+                context_length=context_length, vocab_size=vocab_size, transformer_width=transformer_width,
+                transformer_heads=transformer_width // 64, transformer_layers=transformer_layers)
+
+
+def _to_numpy(value):
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, Tensor):  # Parameter is a Tensor
+        return value.asnumpy()
+    return np.asarray(value)
+
+
+def _is_half_param(name: str, cell_types: dict) -> bool:
+    """Whether OpenAI keeps this parameter in float16 in its fp16 models (``convert_weights``):
+    those of convolutions, linear layers, attention projections and the two output projections."""
+    owner = cell_types.get(name.rsplit(".", 1)[0] if "." in name else "")
+    if owner in (nn.Conv2d, nn.Dense, MultiheadAttention):
+        return True
+    return name in ("text_projection", "visual.proj")
+
+
+def load_weights(model: nn.Cell, state_dict, dtype=ms.float32, check_finite: bool = True, source=None):
+    """Copy ``state_dict`` (MindSpore names) into ``model``, strictly.
+
+    Every parameter must be present with the right shape, and every entry must be used
+    except the documented ignore set (:data:`IGNORED_CHECKPOINT_KEYS`, ``*.num_batches_tracked``,
+    ``*.attn_mask``); otherwise :class:`WeightsMismatchError` names the offending entries.
+    With ``dtype=float16`` the parameters OpenAI keeps in fp16 are stored in fp16 and the
+    rest in fp32; with float32 everything is fp32. ``check_finite`` refuses NaN/Inf values.
+    """
+    where = f" in {source}" if source else ""
+    params = OrderedDict(model.parameters_and_names())
+    cell_types = {name: type(cell) for name, cell in model.cells_and_names()}
+    missing = [name for name in params if name not in state_dict]
+    unexpected = [key for key in state_dict if key not in params and not is_ignored_key(key)]
+    wrong = [f"{name}: checkpoint {_shape(state_dict[name])} vs model {tuple(p.shape)}"
+             for name, p in params.items() if name in state_dict and not _fits(state_dict[name], p)]
+    if missing or unexpected or wrong:
+        lines = []
+        if wrong:
+            lines.append(f"shape mismatch ({len(wrong)}): " + "; ".join(wrong[:20]))
+        if missing:
+            lines.append(f"missing parameters ({len(missing)}): " + ", ".join(missing[:50]))
+        if unexpected:
+            lines.append(f"unexpected entries ({len(unexpected)}): " + ", ".join(unexpected[:50]))
+        raise WeightsMismatchError(f"the weights{where} do not fit the CLIP model:\n  " + "\n  ".join(lines))
+    for name, param in params.items():
+        value = _to_numpy(state_dict[name])
+        if not np.issubdtype(value.dtype, np.floating):
+            raise WeightsMismatchError(f"parameter {name}{where} has dtype {value.dtype}, expected floating point")
+        if check_finite and not np.isfinite(value).all():
+            raise WeightsMismatchError(f"parameter {name}{where} contains NaN or Inf values")
+        target = np.float16 if dtype == ms.float16 and _is_half_param(name, cell_types) else np.float32
+        param.set_data(Tensor(np.ascontiguousarray(value, dtype=target).reshape(param.shape)))
+    return model
+
+
+def convert_torch_state_dict(torch_state_dict, source=None) -> "OrderedDict[str, object]":
+    """Rename a PyTorch CLIP state dict (OpenAI's names) to MindSpore names, strictly.
+
+    The architecture is inferred from the weights and the names come from
+    :func:`torch_name_map` of that architecture. Every parameter must be present and every
+    entry used (except the documented ignore set), else :class:`WeightsMismatchError`.
+    Values are passed through unchanged.
+    """
+    where = f" in {source}" if source else ""
+    skeleton = CLIP(**infer_config(torch_state_dict))  # parameters are not materialised
+    names = torch_name_map(skeleton)
+    missing = [torch for torch in names.values() if torch not in torch_state_dict]
+    known = set(names.values())
+    unexpected = [key for key in torch_state_dict if key not in known and not is_ignored_key(key)]
+    if missing or unexpected:
+        lines = []
+        if missing:
+            lines.append(f"missing parameters ({len(missing)}): " + ", ".join(missing[:50]))
+        if unexpected:
+            lines.append(f"unexpected entries ({len(unexpected)}): " + ", ".join(unexpected[:50]))
+        raise WeightsMismatchError(f"the PyTorch weights{where} do not fit the CLIP model:\n  "
+                                   + "\n  ".join(lines))
+    return OrderedDict((ms_name, torch_state_dict[torch]) for ms_name, torch in names.items())
+
+
+def build_model(state_dict, dtype=ms.float32, check_finite: bool = True, source=None) -> CLIP:
+    """Build a CLIP whose hyper-parameters are inferred from ``state_dict`` and load it.
+
+    ``state_dict`` maps MindSpore parameter names (those of a ``.ckpt``, see
+    :data:`TORCH_NAMES`) to arrays or tensors. Returns the model in inference mode.
+    """
+    model = CLIP(**infer_config(state_dict))
+    load_weights(model, state_dict, dtype=dtype, check_finite=check_finite, source=source)
+    model.set_train(False)
+    return model

@@ -1,0 +1,153 @@
+"""Make a random-weight OpenAI CLIP with PyTorch and write what the parity tests need.
+
+    python tests/make_reference.py ARCH OUTDIR
+
+writes, for one of OpenAI's nine architectures built with OpenAI's own ``model.py``
+(loaded by path, see ``reference.py``):
+
+- ``OUTDIR/<file>.pt``: a TorchScript archive in float16 like OpenAI's release files
+  (``convert_weights``, traced, with ``input_resolution``/``context_length``/``vocab_size``);
+- ``OUTDIR/<file>_fp32.pth``: the same weights as a plain float32 ``torch.save`` state dict;
+- ``OUTDIR/expected.npz``: inputs (images, token ids) and the reference outputs computed in
+  float32 from those weights: ``image_features``, ``text_features``, ``probs``.
+
+Every tensor is randomised so that a wrongly converted one changes the outputs: LayerNorm and
+BatchNorm affine parameters and running statistics, biases and ``logit_scale`` included.
+It runs in its own process so that PyTorch's memory and threads are gone before MindSpore runs.
+"""
+import copy
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+# OpenAI's published hyper-parameters for its nine releases:
+# embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size, text width, text layers
+ARCHS = {
+    "RN50": (1024, 224, (3, 4, 6, 3), 64, None, 512, 12),
+    "RN101": (512, 224, (3, 4, 23, 3), 64, None, 512, 12),
+    "RN50x4": (640, 288, (4, 6, 10, 6), 80, None, 640, 12),
+    "RN50x16": (768, 384, (6, 8, 18, 8), 96, None, 768, 12),
+    "RN50x64": (1024, 448, (3, 15, 36, 10), 128, None, 1024, 12),
+    "ViT-B/32": (512, 224, 12, 768, 32, 512, 12),
+    "ViT-B/16": (512, 224, 12, 768, 16, 512, 12),
+    "ViT-L/14": (768, 224, 24, 1024, 14, 768, 12),
+    "ViT-L/14@336px": (768, 336, 24, 1024, 14, 768, 12),
+}
+FILES = {name: name.replace("/", "-").replace("@", "-") for name in ARCHS}  # OpenAI's file stems
+
+TEXTS = [
+    "a diagram",
+    "a photo of a dog, playing in the snow!",
+    "CLIP 🙂 zero-shot &amp; linear-probe",
+    " ".join(["a very long caption that will be truncated"] * 12),
+]
+
+
+def config(arch):
+    embed, res, vlayers, vwidth, patch, twidth, tlayers = ARCHS[arch]
+    return dict(embed_dim=embed, image_resolution=res, vision_layers=vlayers, vision_width=vwidth,
+                vision_patch_size=patch, context_length=77, vocab_size=49408,
+                transformer_width=twidth, transformer_heads=twidth // 64, transformer_layers=tlayers)
+
+
+@torch.no_grad()
+def randomise(model, seed):
+    """Random values for every parameter and buffer, at scales that keep activations sane."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def normal(t, std):
+        t.copy_(torch.randn(t.shape, generator=gen) * std)
+
+    def uniform(t, low, high):
+        t.copy_(low + (high - low) * torch.rand(t.shape, generator=gen))
+
+    done = set()
+    for prefix, module in model.named_modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
+            # residual branches end in bn3: keep them small so deep ResNets stay finite
+            uniform(module.weight, 0.1, 0.6) if prefix.endswith("bn3") and ".layer" in prefix \
+                else uniform(module.weight, 0.5, 1.5)
+            normal(module.bias, 0.1)
+            done.update({id(module.weight), id(module.bias)})
+            if isinstance(module, torch.nn.BatchNorm2d):
+                normal(module.running_mean, 0.1)
+                uniform(module.running_var, 0.5, 2.0)
+    for name, p in model.named_parameters():
+        if id(p) in done:
+            continue
+        if name == "logit_scale":
+            p.fill_(float(np.log(60.0)))
+        elif name.endswith("bias"):
+            normal(p, 0.05)
+        elif name == "token_embedding.weight":
+            normal(p, 0.02)
+        elif name == "positional_embedding":
+            normal(p, 0.01)
+        elif name.endswith("positional_embedding") or name.endswith("class_embedding"):
+            normal(p, p.shape[-1] ** -0.5)
+        elif name in ("text_projection", "visual.proj"):
+            normal(p, p.shape[0] ** -0.5)
+        else:  # convolution, linear and attention weights: fan-in scaling
+            normal(p, p[0].numel() ** -0.5)
+
+
+def tokenize(texts, context_length=77):
+    """OpenAI's ``clip.tokenize`` semantics with the reference tokenizer (truncating)."""
+    tok = reference.tokenizer_module().SimpleTokenizer()
+    sot, eot = tok.encoder["<|startoftext|>"], tok.encoder["<|endoftext|>"]
+    out = np.zeros((len(texts), context_length), np.int32)
+    for i, text in enumerate(texts):
+        ids = ([sot] + tok.encode(text) + [eot])[:context_length]
+        ids[-1] = eot
+        out[i, :len(ids)] = ids
+    return out
+
+
+def make(arch, outdir, seed=0, n_images=2):
+    ref = reference.model_module()
+    torch.manual_seed(seed)
+    model = ref.CLIP(**config(arch)).eval()
+    randomise(model, seed)
+    ref.convert_weights(model)  # OpenAI's float16 release layout
+    res = model.visual.input_resolution
+    for key, value in (("input_resolution", res), ("context_length", 77), ("vocab_size", 49408)):
+        if hasattr(model, key):  # a plain int in OpenAI's model.py, a 0-d tensor in its releases
+            delattr(model, key)
+        model.register_buffer(key, torch.tensor(value))
+
+    rng = np.random.RandomState(seed)
+    images = rng.randn(n_images, 3, res, res).astype(np.float32)
+    tokens = tokenize(TEXTS)
+    os.makedirs(outdir, exist_ok=True)
+    stem = FILES[arch]
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+
+    model.float()  # float32 copies of the fp16 values: the reference computes in float32
+    with torch.no_grad():
+        image_features = model.encode_image(torch.from_numpy(images))
+        text_features = model.encode_text(torch.from_numpy(tokens).long())
+        logits_per_image, _ = model(torch.from_numpy(images), torch.from_numpy(tokens).long())
+        probs = logits_per_image.softmax(dim=-1)
+    np.savez(os.path.join(outdir, "expected.npz"), images=images, tokens=tokens,
+             image_features=image_features.numpy(), text_features=text_features.numpy(), probs=probs.numpy())
+
+    state = model.state_dict()
+    torch.save({k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")},
+               os.path.join(outdir, f"{stem}_fp32.pth"))
+
+    # the float16 TorchScript archive: trace a copy (a traced module shares its parameters),
+    # then give the traced parameters OpenAI's dtypes back
+    traced = torch.jit.trace_module(copy.deepcopy(model), {"encode_text": torch.from_numpy(tokens[:1]).long()})
+    with torch.no_grad():
+        for name, p in traced.named_parameters():
+            p.data = p.data.to(dtypes[name])
+    torch.jit.save(traced, os.path.join(outdir, f"{stem}.pt"))
+
+
+if __name__ == "__main__":
+    make(sys.argv[1], sys.argv[2])
