@@ -183,7 +183,7 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     dtype = ms.float32 if target == "CPU" else ms.float16
     model = build_model(state_dict, dtype=dtype, source=path)
     if run_mode == ms.GRAPH_MODE:
-        model.compile()
+        model.compile_towers()
     return model, transform._transform(model.visual.input_resolution)
 
 

@@ -320,7 +320,7 @@ class CLIP(nn.Cell):
         self.ln_final = LayerNorm(transformer_width)
         self.text_projection = Parameter(_zeros((transformer_width, embed_dim)))
         self.logit_scale = Parameter(Tensor(np.log(1 / 0.07), ms.float32))
-        # ``load(mode=GRAPH)`` replaces these by compiled versions (see ``compile``)
+        # ``load(mode=GRAPH)`` replaces these by compiled versions (see ``compile_towers``)
         self._image_features = self._compute_image_features
         self._text_features = self._compute_text_features
 
@@ -334,7 +334,7 @@ class CLIP(nn.Cell):
         """The compute dtype: float16 for OpenAI's GPU/Ascend setting, float32 on CPU."""
         return self.visual.conv1.weight.dtype
 
-    def compile(self):
+    def compile_towers(self):
         """Run the image and text towers as compiled graphs (``mindspore.jit``) from now on,
         without touching MindSpore's global execution mode. Each new input shape compiles once."""
         self._image_features = ms.jit(self._compute_image_features)
@@ -371,7 +371,7 @@ class CLIP(nn.Cell):
         (a single row ``[n_ctx]`` is taken as a batch of one)."""
         if text.ndim == 1:
             text = text.expand_dims(0)
-        _check_text(text, self.context_length)
+        _check_text(text, self.context_length, self.vocab_size)
         return self._text_features(text)
 
     def construct(self, image, text):
@@ -396,7 +396,7 @@ def _check_image(image, resolution):
                         "use the preprocess returned by clip.load")
 
 
-def _check_text(text, context_length):
+def _check_text(text, context_length, vocab_size):
     if text.ndim != 2 or text.shape[1] > context_length or text.shape[1] < 2:
         raise ValueError(f"encode_text expects token ids of shape [N, n_ctx] with 2 <= n_ctx <= "
                          f"{context_length}, got {tuple(text.shape)}; use clip.tokenize")
@@ -404,6 +404,9 @@ def _check_text(text, context_length):
         raise ValueError("encode_text got an empty batch (N = 0)")
     if ops.is_floating_point(text) or text.dtype == ms.bool_:
         raise TypeError(f"encode_text expects integer token ids, got {text.dtype}; use clip.tokenize")
+    if text.max() >= vocab_size or text.min() < 0:
+        raise ValueError(f"encode_text got token ids outside [0, {vocab_size}) (the model's vocabulary); "
+                         "use clip.tokenize")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,33 +68,43 @@ class _Unsafe(Exception):
 
 # --------------------------------------------------------------------------- dtypes
 
-class _DType:
-    """Inert stand-in for a torch dtype: numpy dtype the raw bytes are read as."""
+class _Frozen:
+    """Base of every object the unpickler can hand out or build.
+
+    A pickle may apply BUILD (attribute assignment) to any object it can reach;
+    these objects have no ``__dict__`` and refuse ``setattr``, so a file cannot
+    alter a descriptor, storage or tensor view after it was validated.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, **fields):
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+
+class _DType(_Frozen):
+    """Inert stand-in for a torch dtype: the numpy dtype its raw bytes are read as."""
 
     __slots__ = ("name", "raw")
 
     def __init__(self, name, raw):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "raw", np.dtype(raw).newbyteorder("<"))
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"{type(self).__name__} is read-only")
+        super().__init__(name=name, raw=np.dtype(raw).newbyteorder("<"))
 
     def __repr__(self):
         return f"torch.{self.name}"
 
 
-class _StorageType:
-    """Inert stand-in for a ``torch.<Type>Storage`` class."""
+class _StorageType(_Frozen):
+    """Inert stand-in for a ``torch.<Type>Storage`` class (dtype None: untyped bytes)."""
 
     __slots__ = ("name", "dtype")
 
     def __init__(self, name, dtype):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "dtype", dtype)  # None for UntypedStorage (bytes)
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"{type(self).__name__} is read-only")
+        super().__init__(name=name, dtype=dtype)
 
     def __repr__(self):
         return f"torch.{self.name}"
@@ -106,11 +116,6 @@ _DTYPES = {name: _DType(name, raw) for name, raw in [
     ("uint8", "u1"), ("uint16", "u2"), ("uint32", "u4"), ("uint64", "u8"),
     ("bool", "?"),
 ]}
-# Aliases torch uses when a dtype object is pickled by name.
-for _alias, _name in [("half", "float16"), ("float", "float32"), ("double", "float64"),
-                      ("short", "int16"), ("int", "int32"), ("long", "int64")]:
-    _DTYPES[_alias] = _DTYPES[_name]
-
 _STORAGE_TYPES = {name: _StorageType(name, _DTYPES[dtype]) for name, dtype in [
     ("HalfStorage", "float16"), ("FloatStorage", "float32"), ("DoubleStorage", "float64"),
     ("BFloat16Storage", "bfloat16"), ("CharStorage", "int8"), ("ShortStorage", "int16"),
@@ -120,23 +125,25 @@ _STORAGE_TYPES = {name: _StorageType(name, _DTYPES[dtype]) for name, dtype in [
 _STORAGE_TYPES["UntypedStorage"] = _StorageType("UntypedStorage", None)
 
 _BF16 = _DTYPES["bfloat16"]
-_UINT8 = _DTYPES["uint8"]
 _MAX_NDIM = 32                 # numpy 1.x limit
 _MAX_NUMEL = 1 << 40           # refuse absurd tensor sizes before allocating anything
 
 
 # ----------------------------------------------------------------- storages/tensors
 
-class _Storage:
-    """A storage record of the archive: zip entry name, element dtype and length."""
+class _Storage(_Frozen):
+    """A storage record of the archive: zip entry name, element dtype and length.
+
+    ``numel`` counts elements of ``dtype``, or bytes when ``dtype`` is None.
+    """
 
     __slots__ = ("key", "entry", "dtype", "numel")
 
     def __init__(self, key, entry, dtype, numel):
-        self.key, self.entry, self.dtype, self.numel = key, entry, dtype, numel
+        super().__init__(key=key, entry=entry, dtype=dtype, numel=numel)
 
 
-class _TensorRef:
+class _TensorRef(_Frozen):
     """A tensor described by the pickle; materialised after unpickling.
 
     Deferring the copy lets :func:`read_pt` read one storage at a time, so peak
@@ -146,8 +153,8 @@ class _TensorRef:
     __slots__ = ("storage", "dtype", "offset", "shape", "strides")
 
     def __init__(self, storage, dtype, offset, shape, strides):
-        self.storage, self.dtype = storage, dtype
-        self.offset, self.shape, self.strides = offset, shape, strides
+        super().__init__(storage=storage, dtype=dtype, offset=offset, shape=shape,
+                         strides=strides)
 
     def materialize(self, buffer):
         """Copy this tensor out of ``buffer`` (the storage's bytes) into a new array."""
@@ -284,22 +291,17 @@ def _record_class(qualified):
 
 # ------------------------------------------------------------------------ unpickler
 
-class _Function:
+class _Function(_Frozen):
     """Read-only callable handed to the unpickler in place of an allowlisted function.
 
     Plain function objects accept attribute writes, so a pickle could BUILD new
-    ``__defaults__`` into this module's functions; this wrapper has no ``__dict__``
-    and refuses ``setattr``.
+    ``__defaults__`` into this module's functions; this wrapper cannot be changed.
     """
 
     __slots__ = ("_name", "_fn")
 
     def __init__(self, name, fn):
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_fn", fn)
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"{self._name} is read-only")
+        super().__init__(_name=name, _fn=fn)
 
     def __call__(self, *args):
         return self._fn(*args)

@@ -57,8 +57,17 @@ def config(arch):
 
 @torch.no_grad()
 def randomise(model, seed):
-    """Random values for every parameter and buffer, at scales that keep activations sane."""
-    gen = torch.Generator().manual_seed(seed)
+    """Give every tensor a random value.
+
+    Weights keep the random values of OpenAI's own initialisation (``CLIP.initialize_parameters``
+    and PyTorch's defaults), redrawn from ``seed``; what that initialisation leaves constant is
+    randomised too, so that a wrongly converted tensor changes the outputs: LayerNorm and
+    BatchNorm affine parameters and running statistics (OpenAI zeroes the last BatchNorm of each
+    residual branch), all biases, and ``logit_scale``.
+    """
+    torch.manual_seed(seed)
+    model.initialize_parameters()
+    gen = torch.Generator().manual_seed(seed + 1)
 
     def normal(t, std):
         t.copy_(torch.randn(t.shape, generator=gen) * std)
@@ -66,34 +75,23 @@ def randomise(model, seed):
     def uniform(t, low, high):
         t.copy_(low + (high - low) * torch.rand(t.shape, generator=gen))
 
-    done = set()
     for prefix, module in model.named_modules():
         if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
-            # residual branches end in bn3: keep them small so deep ResNets stay finite
-            uniform(module.weight, 0.1, 0.6) if prefix.endswith("bn3") and ".layer" in prefix \
-                else uniform(module.weight, 0.5, 1.5)
+            # the last BatchNorm of a residual branch stays small, as OpenAI's zero init intends
+            if prefix.endswith("bn3") and ".layer" in prefix:
+                uniform(module.weight, 0.05, 0.3)
+            else:
+                uniform(module.weight, 0.5, 1.5)
             normal(module.bias, 0.1)
-            done.update({id(module.weight), id(module.bias)})
             if isinstance(module, torch.nn.BatchNorm2d):
                 normal(module.running_mean, 0.1)
                 uniform(module.running_var, 0.5, 2.0)
-    for name, p in model.named_parameters():
-        if id(p) in done:
-            continue
-        if name == "logit_scale":
-            p.fill_(float(np.log(60.0)))
-        elif name.endswith("bias"):
-            normal(p, 0.05)
-        elif name == "token_embedding.weight":
-            normal(p, 0.02)
-        elif name == "positional_embedding":
-            normal(p, 0.01)
-        elif name.endswith("positional_embedding") or name.endswith("class_embedding"):
-            normal(p, p.shape[-1] ** -0.5)
-        elif name in ("text_projection", "visual.proj"):
-            normal(p, p.shape[0] ** -0.5)
-        else:  # convolution, linear and attention weights: fan-in scaling
-            normal(p, p[0].numel() ** -0.5)
+        elif isinstance(module, torch.nn.MultiheadAttention):
+            normal(module.in_proj_bias, 0.02)
+            normal(module.out_proj.bias, 0.02)
+        elif isinstance(module, torch.nn.Linear) and module.bias is not None:
+            normal(module.bias, 0.02)
+    model.logit_scale.fill_(float(np.log(60.0)))
 
 
 def tokenize(texts, context_length=77):

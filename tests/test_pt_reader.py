@@ -425,6 +425,29 @@ def test_allowlisted_functions_cannot_be_modified(tmp_path):
     assert_matches(read_pt(good), {"w": torch.ones(3)})
 
 
+def test_validated_views_cannot_be_modified(tmp_path):
+    """BUILD cannot move a checked tensor view or enlarge a storage afterwards."""
+    import pickletools
+
+    class MovedTensor(FakeTensor):
+        def __reduce__(self):  # REDUCE, then BUILD (None, {"offset": 1000})
+            return torch._utils._rebuild_tensor_v2, self.args, (None, {"offset": 1000})
+
+    storage = StorageRef("0", torch.FloatStorage, 4)
+    moved = write_archive(tmp_path / "moved.pt",
+                          torch_like_pickle({"w": MovedTensor(storage, 0, (4,), (1,))}),
+                          {"0": bytes(16)})
+    data = torch_like_pickle({"w": FakeTensor(storage, 0, (4,), (1,))})
+    (persid,) = [pos for op, _, pos in pickletools.genops(data) if op.name == "BINPERSID"]
+    build = pickle.dumps((None, {"numel": 1000}), protocol=2)[2:-1] + b"b"
+    grown = write_archive(tmp_path / "grown.pt", data[:persid + 1] + build + data[persid + 1:],
+                          {"0": bytes(16)})
+    for path in (moved, grown):
+        with raises_with_path(path) as info:
+            read_pt(path)
+        assert "read-only" in str(info.value)
+
+
 def test_torchscript_code_and_constants_never_read(tmp_path):
     path = tmp_path / "net.pt"
     traced_net(path)
