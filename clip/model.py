@@ -26,12 +26,12 @@ __all__ = [
 ]
 
 
-class ModelConfigError(ValueError):
-    """The weights describe no valid CLIP architecture (missing or inconsistent tensors)."""
-
-
 class WeightsMismatchError(ValueError):
     """The weights do not fit the model: missing, unexpected or wrongly shaped entries."""
+
+
+class ModelConfigError(WeightsMismatchError):
+    """The weights describe no valid CLIP architecture (missing or inconsistent tensors)."""
 
 
 def _zeros(shape, dtype=ms.float32):
@@ -536,6 +536,15 @@ def infer_config(state_dict) -> dict:
                 transformer_heads=transformer_width // 64, transformer_layers=transformer_layers)
 
 
+def _infer_config_of(state_dict, source):
+    try:
+        return infer_config(state_dict)
+    except ModelConfigError as error:
+        if source:
+            raise ModelConfigError(f"{source}: {error}") from None
+        raise
+
+
 def _to_numpy(value):
     if isinstance(value, np.ndarray):
         return value
@@ -584,8 +593,11 @@ def load_weights(model: nn.Cell, state_dict, dtype=ms.float32, check_finite: boo
             raise WeightsMismatchError(f"parameter {name}{where} has dtype {value.dtype}, expected floating point")
         if check_finite and not np.isfinite(value).all():
             raise WeightsMismatchError(f"parameter {name}{where} contains NaN or Inf values")
-        target = np.float16 if dtype == ms.float16 and _is_half_param(name, cell_types) else np.float32
-        param.set_data(Tensor(np.ascontiguousarray(value, dtype=target).reshape(param.shape)))
+        half = dtype == ms.float16 and _is_half_param(name, cell_types)
+        if param.dtype != (ms.float16 if half else ms.float32):
+            param.set_dtype(ms.float16 if half else ms.float32)
+        array = np.ascontiguousarray(value, dtype=np.float16 if half else np.float32)
+        param.set_data(Tensor(array.reshape(param.shape)))
     return model
 
 
@@ -598,7 +610,7 @@ def convert_torch_state_dict(torch_state_dict, source=None) -> "OrderedDict[str,
     Values are passed through unchanged.
     """
     where = f" in {source}" if source else ""
-    skeleton = CLIP(**infer_config(torch_state_dict))  # parameters are not materialised
+    skeleton = CLIP(**_infer_config_of(torch_state_dict, source))  # parameters are not materialised
     names = torch_name_map(skeleton)
     missing = [torch for torch in names.values() if torch not in torch_state_dict]
     known = set(names.values())
@@ -620,7 +632,7 @@ def build_model(state_dict, dtype=ms.float32, check_finite: bool = True, source=
     ``state_dict`` maps MindSpore parameter names (those of a ``.ckpt``, see
     :data:`TORCH_NAMES`) to arrays or tensors. Returns the model in inference mode.
     """
-    model = CLIP(**infer_config(state_dict))
+    model = CLIP(**_infer_config_of(state_dict, source))
     load_weights(model, state_dict, dtype=dtype, check_finite=check_finite, source=source)
     model.set_train(False)
     return model

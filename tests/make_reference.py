@@ -9,7 +9,8 @@ writes, for one of OpenAI's nine architectures built with OpenAI's own ``model.p
   (``convert_weights``, traced, with ``input_resolution``/``context_length``/``vocab_size``);
 - ``OUTDIR/<file>_fp32.pth``: the same weights as a plain float32 ``torch.save`` state dict;
 - ``OUTDIR/expected.npz``: inputs (images, token ids) and the reference outputs computed in
-  float32 from those weights: ``image_features``, ``text_features``, ``probs``.
+  float32 from those weights: ``image_features``, ``text_features``, ``probs``; for
+  :data:`FP16_ARCHS` also in float16 as OpenAI runs on GPU (``*_fp16``).
 
 Every tensor is randomised so that a wrongly converted one changes the outputs: LayerNorm and
 BatchNorm affine parameters and running statistics, biases and ``logit_scale`` included.
@@ -38,6 +39,8 @@ ARCHS = {
     "ViT-L/14": (768, 224, 24, 1024, 14, 768, 12),
     "ViT-L/14@336px": (768, 336, 24, 1024, 14, 768, 12),
 }
+# architectures whose float16 outputs are computed too (PyTorch's fp16 kernels on CPU are slow)
+FP16_ARCHS = ("RN50", "ViT-B/32")
 FILES = {name: name.replace("/", "-").replace("@", "-") for name in ARCHS}  # OpenAI's file stems
 
 TEXTS = [
@@ -125,6 +128,14 @@ def make(arch, outdir, seed=0, n_images=2):
     stem = FILES[arch]
     dtypes = {name: p.dtype for name, p in model.named_parameters()}
 
+    results = {}
+    if arch in FP16_ARCHS:  # OpenAI's GPU setting: fp16 weights and activations, LayerNorm in fp32
+        with torch.no_grad():
+            results["image_features_fp16"] = model.encode_image(torch.from_numpy(images)).float().numpy()
+            results["text_features_fp16"] = model.encode_text(torch.from_numpy(tokens).long()).float().numpy()
+            logits, _ = model(torch.from_numpy(images), torch.from_numpy(tokens).long())
+            results["probs_fp16"] = logits.float().softmax(dim=-1).numpy()
+
     model.float()  # float32 copies of the fp16 values: the reference computes in float32
     with torch.no_grad():
         image_features = model.encode_image(torch.from_numpy(images))
@@ -132,7 +143,8 @@ def make(arch, outdir, seed=0, n_images=2):
         logits_per_image, _ = model(torch.from_numpy(images), torch.from_numpy(tokens).long())
         probs = logits_per_image.softmax(dim=-1)
     np.savez(os.path.join(outdir, "expected.npz"), images=images, tokens=tokens,
-             image_features=image_features.numpy(), text_features=text_features.numpy(), probs=probs.numpy())
+             image_features=image_features.numpy(), text_features=text_features.numpy(), probs=probs.numpy(),
+             **results)
 
     state = model.state_dict()
     torch.save({k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")},
