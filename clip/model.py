@@ -341,6 +341,16 @@ class CLIP(nn.Cell):
         self._text_features = ms.jit(self._compute_text_features)
         return self
 
+    def float(self):
+        """Convert every parameter to float32, like OpenAI's ``model.float()`` (for example to run
+        in float32 on a GPU, where ``clip.load`` keeps OpenAI's float16 weights). Returns the model."""
+        for _, param in self.parameters_and_names():
+            if param.dtype != ms.float32:
+                param.set_dtype(ms.float32)
+        if self._image_features is not self._compute_image_features:
+            self.compile_towers()  # the compiled graphs were specialised for the old dtypes
+        return self
+
     # -- the towers -----------------------------------------------------------------------------
     def _compute_image_features(self, image):
         return self.visual(image.astype(self.dtype))  # [N, embed_dim]

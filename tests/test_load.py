@@ -264,3 +264,21 @@ def test_shorter_context_is_accepted(tiny_model):
     short = tiny_model.encode_text(clip.tokenize(["a dog"], context_length=16))
     full = tiny_model.encode_text(clip.tokenize(["a dog"]))
     np.testing.assert_allclose(short.asnumpy(), full.asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_float_converts_a_float16_model_to_float32(tiny_ckpt, mode):
+    """OpenAI's ``model.float()``: an fp16 model (GPU/Ascend layout) becomes fp32, values kept."""
+    state = ms.load_checkpoint(tiny_ckpt)
+    half = build_model(state, dtype=ms.float16)
+    if mode == 0:
+        half.compile_towers()
+    stored = {name: p.asnumpy() for name, p in half.parameters_and_names()}
+    assert half.dtype == ms.float16
+    assert half.float() is half
+    assert half.dtype == ms.float32
+    for name, p in half.parameters_and_names():
+        assert p.dtype == ms.float32, name
+        np.testing.assert_array_equal(p.asnumpy(), stored[name].astype(np.float32), err_msg=name)
+    assert half.encode_image(_image(1)).dtype == ms.float32
+    assert half.encode_text(_tokens()).dtype == ms.float32
