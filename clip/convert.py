@@ -34,6 +34,10 @@ def save_state_dict(state_dict, path: str) -> str:
     try:
         save_checkpoint([{"name": name, "data": Tensor(np.ascontiguousarray(value))}
                          for name, value in state_dict.items()], tmp)
+        # save_checkpoint leaves the file read-only for its owner; give it the usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

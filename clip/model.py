@@ -341,9 +341,12 @@ class CLIP(nn.Cell):
         self._text_features = ms.jit(self._compute_text_features)
         return self
 
-    def float(self):
+    def to_float32(self):
         """Convert every parameter to float32, like OpenAI's ``model.float()`` (for example to run
-        in float32 on a GPU, where ``clip.load`` keeps OpenAI's float16 weights). Returns the model."""
+        in float32 on a GPU, where ``clip.load`` keeps OpenAI's float16 weights). Returns the model.
+
+        Not named ``float``: a ``float`` attribute on a Cell shadows the builtin in MindSpore's graph
+        compiler and breaks ``mindspore.jit``."""
         for _, param in self.parameters_and_names():
             if param.dtype != ms.float32:
                 param.set_dtype(ms.float32)

@@ -267,7 +267,7 @@ def test_shorter_context_is_accepted(tiny_model):
 
 
 @pytest.mark.parametrize("mode", [0, 1])
-def test_float_converts_a_float16_model_to_float32(tiny_ckpt, mode):
+def test_to_float32_converts_a_float16_model(tiny_ckpt, mode):
     """OpenAI's ``model.float()``: an fp16 model (GPU/Ascend layout) becomes fp32, values kept."""
     state = ms.load_checkpoint(tiny_ckpt)
     half = build_model(state, dtype=ms.float16)
@@ -275,7 +275,7 @@ def test_float_converts_a_float16_model_to_float32(tiny_ckpt, mode):
         half.compile_towers()
     stored = {name: p.asnumpy() for name, p in half.parameters_and_names()}
     assert half.dtype == ms.float16
-    assert half.float() is half
+    assert half.to_float32() is half
     assert half.dtype == ms.float32
     for name, p in half.parameters_and_names():
         assert p.dtype == ms.float32, name
