@@ -321,11 +321,84 @@ class ConvergenceWarning(UserWarning):
     """The solver stopped at ``max_iter`` before reaching its tolerance."""
 
 
-def _lbfgs(fun_grad, x0, max_iter, gtol, ftol=64 * _EPS, memory=10, max_linesearch=50):
-    """Minimise a smooth convex function with L-BFGS and a backtracking Armijo line search.
+def _cubic_minimizer(a, fa, da, b, fb, db):
+    """Minimiser of the cubic through ``(a, fa, da)`` and ``(b, fb, db)``, or None."""
+    if a == b:
+        return None
+    d1 = da + db - 3.0 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    if disc < 0:
+        return None
+    d2 = math.copysign(math.sqrt(disc), b - a)
+    denom = db - da + 2.0 * d2
+    if denom == 0:
+        return None
+    t = b - (b - a) * (db + d2 - d1) / denom
+    return t if math.isfinite(t) else None
+
+
+def _wolfe_line_search(fun_grad, x, f0, d, slope0, step, c1=1e-4, c2=0.9, max_evals=40):
+    """Step satisfying the strong Wolfe conditions along ``d`` (Nocedal & Wright, alg. 3.5
+    with the "zoom" of alg. 3.6 and safeguarded cubic interpolation).
+
+    Returns ``(step, f, g)``, or ``None`` when no step lowering the objective was found.
+    """
+    evals = 0
+    best = None                                   # lowest point meeting sufficient decrease
+
+    def probe(t):
+        nonlocal evals, best
+        evals += 1
+        f, g = fun_grad(x + t * d)
+        slope = np.dot(g, d)
+        if np.isfinite(f) and f <= f0 + c1 * t * slope0 and (best is None or f < best[1]):
+            best = (t, f, g)
+        return f, g, slope
+
+    def zoom(lo, f_lo, s_lo, hi, f_hi, s_hi):
+        while evals < max_evals:
+            width = hi - lo
+            t = _cubic_minimizer(lo, f_lo, s_lo, hi, f_hi, s_hi)
+            low, high = min(lo, hi) + 0.1 * abs(width), max(lo, hi) - 0.1 * abs(width)
+            if t is None or not low <= t <= high:
+                t = lo + 0.5 * width
+            f, g, slope = probe(t)
+            if not np.isfinite(f) or f > f0 + c1 * t * slope0 or f >= f_lo:
+                hi, f_hi, s_hi = t, f, slope
+            else:
+                if abs(slope) <= -c2 * slope0:
+                    return t, f, g
+                if slope * (hi - lo) >= 0:
+                    hi, f_hi, s_hi = lo, f_lo, s_lo
+                lo, f_lo, s_lo = t, f, slope
+            if abs(hi - lo) <= 1e-16 * max(1.0, abs(lo)):
+                break
+        return best
+
+    prev, f_prev, s_prev = 0.0, f0, slope0
+    t = step
+    while evals < max_evals:
+        f, g, slope = probe(t)
+        if not np.isfinite(f):  # overflow: shrink the step
+            t = prev + 0.1 * (t - prev)
+            continue
+        if f > f0 + c1 * t * slope0 or (prev > 0 and f >= f_prev):
+            return zoom(prev, f_prev, s_prev, t, f, slope)
+        if abs(slope) <= -c2 * slope0:
+            return t, f, g
+        if slope >= 0:
+            return zoom(t, f, slope, prev, f_prev, s_prev)
+        prev, f_prev, s_prev = t, f, slope
+        t *= 2.0
+    return best
+
+
+def _lbfgs(fun_grad, x0, max_iter, gtol, ftol=64 * _EPS, memory=10):
+    """Minimise a smooth convex function with L-BFGS and a strong-Wolfe line search.
 
     Stops when ``max|grad| <= gtol`` (scikit-learn/SciPy's ``gtol``), when an iteration
-    lowers the objective by less than ``ftol`` relative to its size (SciPy's ``ftol``), or
+    lowers the objective by less than ``ftol`` relative to its size (SciPy's ``ftol``), when
+    the line search cannot lower it any more (the point is optimal to working precision), or
     after ``max_iter`` iterations. Deterministic: no randomness anywhere.
 
     Returns ``(x, f, n_iter, converged)``.
@@ -365,22 +438,16 @@ def _lbfgs(fun_grad, x0, max_iter, gtol, ftol=64 * _EPS, memory=10, max_linesear
             d = -g
             slope = -np.dot(g, g)
             step = min(1.0, 1.0 / np.linalg.norm(g))
-        # backtracking with safeguarded quadratic interpolation (Armijo condition)
-        for _ in range(max_linesearch):
-            x_new = x + step * d
-            f_new, g_new = fun_grad(x_new)
-            if np.isfinite(f_new) and f_new <= f + 1e-4 * step * slope:
-                break
-            if np.isfinite(f_new):
-                denom = 2.0 * (f_new - f - slope * step)
-                trial = -slope * step * step / denom if denom > 0 else 0.5 * step
-                step = min(max(trial, 0.1 * step), 0.5 * step)
-            else:
-                step *= 0.1
-        else:
-            break  # no decrease possible at working precision: the point is optimal to it
+        found = _wolfe_line_search(fun_grad, x, f, d, slope, step)
+        if found is None:
+            if s_hist:  # retry once along the steepest descent before giving up
+                s_hist, y_hist, rho_hist = [], [], []
+                continue
+            converged = True  # no decrease possible at working precision
+            break
+        step, f_new, g_new = found
         n_iter += 1
-        s = x_new - x
+        s = step * d
         yv = g_new - g
         sy = np.dot(s, yv)
         if sy > 1e-10 * np.dot(yv, yv):
@@ -390,7 +457,7 @@ def _lbfgs(fun_grad, x0, max_iter, gtol, ftol=64 * _EPS, memory=10, max_linesear
             if len(s_hist) > memory:
                 s_hist.pop(0), y_hist.pop(0), rho_hist.pop(0)
         decrease = f - f_new
-        x, f, g = x_new, f_new, g_new
+        x, f, g = x + s, f_new, g_new
         if decrease <= ftol * max(abs(f), abs(f + decrease), 1.0):
             converged = True
             break

@@ -549,6 +549,19 @@ def infer_config(state_dict) -> dict:
                 transformer_heads=transformer_width // 64, transformer_layers=transformer_layers)
 
 
+def _raise_on_mismatch(what, missing, unexpected, wrong=()):
+    """Raise :class:`WeightsMismatchError` listing the offending entries, if there are any."""
+    lines = []
+    if wrong:
+        lines.append(f"shape mismatch ({len(wrong)}): " + "; ".join(wrong[:20]))
+    if missing:
+        lines.append(f"missing parameters ({len(missing)}): " + ", ".join(missing[:50]))
+    if unexpected:
+        lines.append(f"unexpected entries ({len(unexpected)}): " + ", ".join(unexpected[:50]))
+    if lines:
+        raise WeightsMismatchError(f"{what} do not fit the CLIP model:\n  " + "\n  ".join(lines))
+
+
 def _infer_config_of(state_dict, source):
     try:
         return infer_config(state_dict)
@@ -591,15 +604,7 @@ def load_weights(model: nn.Cell, state_dict, dtype=ms.float32, check_finite: boo
     unexpected = [key for key in state_dict if key not in params and not is_ignored_key(key)]
     wrong = [f"{name}: checkpoint {_shape(state_dict[name])} vs model {tuple(p.shape)}"
              for name, p in params.items() if name in state_dict and not _fits(state_dict[name], p)]
-    if missing or unexpected or wrong:
-        lines = []
-        if wrong:
-            lines.append(f"shape mismatch ({len(wrong)}): " + "; ".join(wrong[:20]))
-        if missing:
-            lines.append(f"missing parameters ({len(missing)}): " + ", ".join(missing[:50]))
-        if unexpected:
-            lines.append(f"unexpected entries ({len(unexpected)}): " + ", ".join(unexpected[:50]))
-        raise WeightsMismatchError(f"the weights{where} do not fit the CLIP model:\n  " + "\n  ".join(lines))
+    _raise_on_mismatch(f"the weights{where}", missing, unexpected, wrong)
     for name, param in params.items():
         value = _to_numpy(state_dict[name])
         if not np.issubdtype(value.dtype, np.floating):
@@ -628,14 +633,7 @@ def convert_torch_state_dict(torch_state_dict, source=None) -> "OrderedDict[str,
     missing = [torch for torch in names.values() if torch not in torch_state_dict]
     known = set(names.values())
     unexpected = [key for key in torch_state_dict if key not in known and not is_ignored_key(key)]
-    if missing or unexpected:
-        lines = []
-        if missing:
-            lines.append(f"missing parameters ({len(missing)}): " + ", ".join(missing[:50]))
-        if unexpected:
-            lines.append(f"unexpected entries ({len(unexpected)}): " + ", ".join(unexpected[:50]))
-        raise WeightsMismatchError(f"the PyTorch weights{where} do not fit the CLIP model:\n  "
-                                   + "\n  ".join(lines))
+    _raise_on_mismatch(f"the PyTorch weights{where}", missing, unexpected)
     return OrderedDict((ms_name, torch_state_dict[torch]) for ms_name, torch in names.items())
 
 
