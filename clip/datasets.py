@@ -133,16 +133,20 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asked for something a dataset file has no business asking for."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
+        raise _Refused(
             f"refused to load global '{module}.{name}': only dicts, lists, strings, bytes, "
             "numbers and NumPy arrays are allowed in a dataset file")
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused persistent id in a dataset file")
+        raise _Refused("refused persistent id in a dataset file")
 
 
 def restricted_pickle_load(path):
@@ -157,10 +161,11 @@ def restricted_pickle_load(path):
         data = f.read()
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise ValueError(f"{path}: not a safe dataset pickle: {e}") from None
     except Exception as e:  # truncated or garbled files raise many different errors
-        raise ValueError(f"{path}: corrupt or not a pickle file ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: corrupt or not a pickle file "
+                         f"({type(e).__name__}: {e})") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -203,7 +208,8 @@ def _find_cifar(root, variant, fmt):
         found = [(os.path.join(root, _CIFAR_FOLDERS[k]), k) for k in keys
                  if _present(os.path.join(root, _CIFAR_FOLDERS[k]), k)]
     if not found:
-        want = (f"CIFAR-{variant}" if variant else "CIFAR-10/100") + (f" ({fmt} version)" if fmt else "")
+        want = f"CIFAR-{variant}" if variant else "CIFAR-10/100"
+        want += f" ({fmt} version)" if fmt else ""
         raise FileNotFoundError(
             f"no {want} files found in {root!r} or its sub-folders "
             f"{', '.join(sorted({_CIFAR_FOLDERS[k] for k in keys}))}; expected e.g. "

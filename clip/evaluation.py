@@ -611,7 +611,8 @@ class LogisticRegression:
 
     def predict(self, X):
         """``[N]`` predicted labels (values from ``classes_``; ties go to the earlier class)."""
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def score(self, X, y):
         """Accuracy of :meth:`predict` on ``(X, y)``."""

@@ -28,7 +28,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import mindspore.dataset as ds
 from mindspore import Tensor
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .clip import tokenize
@@ -114,7 +114,10 @@ def open_image(path: _PathLike) -> Image.Image:
     Decoding here, rather than lazily, makes a corrupt or truncated file fail now, with
     PIL's error, and leaves no file handle open."""
     with open(path, "rb") as f:
-        image = Image.open(f)
+        try:
+            image = Image.open(f)
+        except UnidentifiedImageError:
+            raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}") from None
         image.load()
     return image
 

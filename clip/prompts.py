@@ -35,6 +35,30 @@ published lists.
 # The lists are reproduced unchanged: same strings, same order, including
 # OpenAI's spelling ("a origami {}.", "bicyle", "water lilly", ...).
 # The code around them is this project's own.
+#
+# OpenAI's licence for that data, as the MIT License requires:
+#
+#   MIT License
+#
+#   Copyright (c) 2021 OpenAI
+#
+#   Permission is hereby granted, free of charge, to any person obtaining a copy
+#   of this software and associated documentation files (the "Software"), to deal
+#   in the Software without restriction, including without limitation the rights
+#   to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+#   copies of the Software, and to permit persons to whom the Software is
+#   furnished to do so, subject to the following conditions:
+#
+#   The above copyright notice and this permission notice shall be included in all
+#   copies or substantial portions of the Software.
+#
+#   THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+#   IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+#   FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+#   AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+#   LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+#   OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+#   SOFTWARE.
 # ---------------------------------------------------------------------------
 
 from dataclasses import dataclass, field
@@ -3637,7 +3661,8 @@ _SETS = (
 )
 
 #: Every prompt set by its short id (read-only mapping, ids in sorted order).
-PROMPT_SETS: Mapping[str, PromptSet] = MappingProxyType({s.name: s for s in sorted(_SETS, key=lambda s: s.name)})
+PROMPT_SETS: Mapping[str, PromptSet] = MappingProxyType(
+    {s.name: s for s in sorted(_SETS, key=lambda s: s.name)})
 
 
 def _squash(name: str) -> str:

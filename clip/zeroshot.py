@@ -115,7 +115,8 @@ def zero_shot_classifier(model, classnames: Sequence[str], templates: Union[Temp
     templates = _check_templates(templates)
     batch_size = _check_int(batch_size, "batch_size")
     if not callable(getattr(model, "encode_text", None)):
-        raise TypeError(f"model must be a CLIP model from clip.load (it needs .encode_text), got {type(model).__name__}")
+        raise TypeError("model must be a CLIP model from clip.load (it needs .encode_text), "
+                        f"got {type(model).__name__}")
     texts = [_fill(template, classname) for classname in classnames for template in templates]  # class-major
     embeddings = _encode_texts(model, texts, batch_size, progress, truncate=False,
                                desc="zero-shot classifier")  # [C * T, D]
@@ -216,7 +217,8 @@ class ZeroShotClassifier:
         if not callable(getattr(model, "encode_image", None)) or not hasattr(model, "logit_scale"):
             raise TypeError(f"model must be a CLIP model from clip.load, got {type(model).__name__}")
         if not callable(preprocess):
-            raise TypeError(f"preprocess must be callable (the preprocess from clip.load), got {type(preprocess).__name__}")
+            raise TypeError("preprocess must be callable (the preprocess from clip.load), "
+                            f"got {type(preprocess).__name__}")
         self.model = model
         self.preprocess = preprocess
         self.batch_size = _check_int(batch_size, "batch_size")

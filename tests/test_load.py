@@ -34,7 +34,8 @@ def _image(n=1, res=224, seed=0):
 def test_available_models_in_openai_order():
     assert clip.available_models() == ["RN50", "RN101", "RN50x4", "RN50x16", "RN50x64",
                                        "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"]
-    assert clip.__all__ == ["available_models", "load", "tokenize"]
+    assert clip.clip.__all__ == ["available_models", "load", "tokenize"]
+    assert clip.__all__[:3] == ["available_models", "load", "tokenize"]
 
 
 def test_model_attributes_like_openai(tiny_ckpt):

@@ -139,7 +139,8 @@ def test_logits_and_predictions_match_reference(pair, images):
     pixels = Tensor(np.stack([preprocess(image).asnumpy() for image in images]))
     image_features = model.encode_image(pixels)  # [6, D], not normalised
 
-    expected = 100.0 * reference_image_features(torch_model, preprocess, images) @ reference_weights(torch_model, CLASSES)
+    expected_features = reference_image_features(torch_model, preprocess, images)  # [6, D], normalised
+    expected = 100.0 * expected_features @ reference_weights(torch_model, CLASSES)  # [6, C]
     assert_clear_order(expected)
     for features, classifier in ((image_features, weights), (image_features.asnumpy(), weights.asnumpy())):
         logits = zero_shot_logits(features, classifier)
