@@ -16,9 +16,10 @@ setup(
     packages=find_packages(exclude=["tests*", "benchmarks*", "tools*"]),
     package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"]},
     include_package_data=True,
-    py_modules=["ckpt_transform"],
     install_requires=requirements,
+    # optional: figures (clip.plotting, the notebooks)
+    extras_require={"plot": ["matplotlib>=3.7"], "notebooks": ["matplotlib>=3.7", "jupyter"]},
     python_requires=">=3.9",
-    entry_points={"console_scripts": ["clip-ckpt-transform=ckpt_transform:main"]},
+    entry_points={"console_scripts": ["clip-ckpt-transform=clip.convert:main", "clip-mindspore=clip.cli:main"]},
     license="MIT",
 )

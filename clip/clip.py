@@ -1,5 +1,7 @@
 """The public API: ``available_models``, ``load`` and ``tokenize``, as in OpenAI's ``clip``."""
+import functools
 import hashlib
+import logging
 import os
 from typing import List, Union
 
@@ -39,12 +41,32 @@ def available_models() -> List[str]:
     return list(_MODELS.keys())
 
 
+class _DeviceProbeFilter(logging.Filter):
+    """Drops the warnings MindSpore logs while it is asked whether a device exists."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("is not available" in message or "loading plugin" in message)
+
+
+@functools.lru_cache(maxsize=None)
 def _device_available(target: str) -> bool:
+    """Whether this MindSpore can run on ``target``. MindSpore answers "no" with warnings
+    (plugin load errors); they are filtered while asking, and the answer is cached."""
     module = {"Ascend": ms.device_context.ascend, "GPU": ms.device_context.gpu, "CPU": ms.device_context.cpu}[target]
+    # MindSpore's loggers are registered with the standard logging module under "ME."
+    loggers = [logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+               if name.startswith("ME.") and isinstance(logger, logging.Logger)]
+    probe_filter = _DeviceProbeFilter()
+    for logger in loggers:
+        logger.addFilter(probe_filter)
     try:
         return bool(module.is_available())
     except Exception:  # a build without that backend may raise instead of answering
         return False
+    finally:
+        for logger in loggers:
+            logger.removeFilter(probe_filter)
 
 
 def _resolve_device(device):

@@ -2,12 +2,12 @@
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 from mindspore import Tensor, save_checkpoint
 
 from . import _download
+from ._atomic import atomic_path
 from .model import convert_torch_state_dict
 from .pt_reader import CheckpointError, read_pt
 
@@ -26,23 +26,10 @@ def save_state_dict(state_dict, path: str) -> str:
     The data goes to a temporary file in the same folder, which is renamed onto ``path``
     only once complete, so ``path`` never holds a partial file. Dtypes are kept.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     # save_checkpoint appends ".ckpt" to names without it, so the temporary name ends with it
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.ckpt", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.ckpt") as temp:
         save_checkpoint([{"name": name, "data": Tensor(np.ascontiguousarray(value))}
-                         for name, value in state_dict.items()], tmp)
-        # save_checkpoint leaves the file read-only for its owner; give it the usual permissions
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+                         for name, value in state_dict.items()], temp)
     return path
 
 

@@ -20,7 +20,6 @@ listed in :attr:`ImageFeatures.failed`; it never stops the run.
 """
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple, Union
@@ -31,6 +30,7 @@ from mindspore import Tensor
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ._atomic import write_atomically
 from .clip import tokenize
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFeatures", "find_images", "open_image",
@@ -298,21 +298,6 @@ def _split_prefix(prefix):
     return prefix + ".npy", prefix + ".paths.txt"
 
 
-def _write_atomically(path, write, binary):
-    """Write a file through a temporary file in the same folder and ``os.replace``: readers see
-    the old file or the new one, never a partial one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
-            write(f)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-
-
 @dataclass
 class ImageFeatures:
     """Result of :func:`extract_image_features`.
@@ -355,8 +340,8 @@ class ImageFeatures:
                                  "stored in the one-path-per-line .paths.txt file")
         os.makedirs(os.path.dirname(os.path.abspath(npy)), exist_ok=True)
         features = np.ascontiguousarray(self.features, dtype=np.float32)
-        _write_atomically(npy, lambda f: np.save(f, features, allow_pickle=False), binary=True)
-        _write_atomically(txt, lambda f: f.write("".join(path + "\n" for path in self.paths)), binary=False)
+        write_atomically(npy, lambda f: np.save(f, features, allow_pickle=False), binary=True)
+        write_atomically(txt, lambda f: f.write("".join(path + "\n" for path in self.paths)), binary=False)
         return npy, txt
 
     @classmethod
