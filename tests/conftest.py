@@ -4,6 +4,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import reference  # noqa: E402
+import report  # noqa: E402
 
 
 def pytest_configure(config):
@@ -24,3 +25,12 @@ def _release_compiled_graphs():
     yield
     gc.collect()
     mindspore.ms_memory_recycle()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what the parity tests measured (mean relative / absolute differences)."""
+    if not report.lines:
+        return
+    terminalreporter.section("measured differences from OpenAI's PyTorch reference")
+    for section, line in report.lines:
+        terminalreporter.write_line(f"{section}: {line}")

@@ -24,6 +24,7 @@ from clip.model import build_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import report  # noqa: E402
 from make_reference import ARCHS, FILES, FP16_ARCHS  # noqa: E402  (no torch import at module level needed)
 
 # per-dtype tolerances: (features: mean relative difference, probabilities: mean absolute difference).
@@ -87,7 +88,7 @@ def _check(model, expected, what):
         "text_features": mean_rel_diff(expected["text_features"], text_features),
         "probs": mean_abs_diff(expected["probs"], probs),
     }
-    print(f"\n{what}: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    report.record("parity float32", f"{what}: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     assert image_features.shape == expected["image_features"].shape
     assert text_features.shape == expected["text_features"].shape
     assert diffs["image_features"] <= feature_tol, diffs
@@ -197,8 +198,8 @@ def test_float16_like_openai_on_gpu(reference_files, graph):
         "text_features": mean_rel_diff(expected["text_features_fp16"], text_features),
         "probs": mean_abs_diff(expected["probs_fp16"], probs),
     }
-    print(f"\n{reference_files['arch']} float16 ({'graph' if graph else 'pynative'}): "
-          + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    report.record("parity float16", f"{reference_files['arch']} ({'graph' if graph else 'pynative'}): "
+                  + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     assert diffs["image_features"] <= feature_tol, diffs
     assert diffs["text_features"] <= feature_tol, diffs
     assert diffs["probs"] <= prob_tol, diffs
