@@ -648,3 +648,41 @@ def test_real_model_table_format():
         assert resolve_url(url) == url
         assert dl._parse_url(url, None) == (segments[-1], segments[-2])
     assert len({url.split("/")[-2] for url in _MODELS.values()}) == len(_MODELS)
+
+
+# ---------------------------------------------------------------------------
+# TLS is always verified
+# ---------------------------------------------------------------------------
+
+def test_https_with_an_untrusted_certificate_is_refused(tmp_path):
+    """A self-signed certificate on an HTTPS server (127.0.0.1) fails verification: the
+    download stops with DownloadError and no file is written, never an unverified fallback."""
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    st = ServerState()
+    data = payload(1000)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.state = st
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        digest = sha256(data)
+        url = f"https://127.0.0.1:{httpd.server_port}/{digest}/model.pt"
+        st.files[f"/{digest}/model.pt"] = data
+        root = tmp_path / "cache"
+        with pytest.raises(DownloadError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            download(url, str(root), progress=False, timeout=10)
+        assert not (root / "model.pt").exists()
+        assert not [name for name in os.listdir(root) if name.endswith((".part", ".tmp"))] if root.exists() else True
+    finally:
+        st.stop.set()
+        httpd.shutdown()
+        httpd.server_close()

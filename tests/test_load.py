@@ -283,3 +283,39 @@ def test_to_float32_converts_a_float16_model(tiny_ckpt, mode):
         np.testing.assert_array_equal(p.asnumpy(), stored[name].astype(np.float32), err_msg=name)
     assert half.encode_image(_image(1)).dtype == ms.float32
     assert half.encode_text(_tokens()).dtype == ms.float32
+
+
+UNREADABLE = """
+import sys
+import clip
+try:
+    clip.load(sys.argv[1], device="CPU")
+except PermissionError as error:
+    print("PermissionError:", error)
+"""
+
+
+def test_unreadable_file(tiny_ckpt, tmp_path):
+    """A checkpoint the process may not read gets a PermissionError naming it. Root reads any
+    file, so as root the check runs in a child process without the capabilities that let it
+    (``setpriv`` from util-linux drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH)."""
+    import shutil
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "locked.ckpt")
+    shutil.copy(tiny_ckpt, path)
+    os.chmod(path, 0)
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(PermissionError, match="locked.ckpt: the file is not readable"):
+                clip.load(path, device="CPU")
+            return
+        drop = "-dac_override,-dac_read_search"
+        result = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", "--",
+                                 sys.executable, "-c", UNREADABLE, path],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "PermissionError: " + path + ": the file is not readable" in result.stdout
+    finally:
+        os.chmod(path, 0o600)
