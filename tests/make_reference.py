@@ -84,8 +84,7 @@ def randomise(model, seed):
     and PyTorch's defaults), redrawn from ``seed``; what that initialisation leaves constant is
     randomised too, so that a wrongly converted tensor changes the outputs: LayerNorm and
     BatchNorm affine parameters and running statistics (OpenAI zeroes the last BatchNorm of each
-    residual branch), all biases, and ``logit_scale``. A ResNet's BatchNorm statistics are
-    then calibrated on random images and perturbed (see ``_calibrate_batch_norm``).
+    residual branch), all biases, and ``logit_scale``.
     """
     torch.manual_seed(seed)
     model.initialize_parameters()
@@ -114,27 +113,6 @@ def randomise(model, seed):
         elif isinstance(module, torch.nn.Linear) and module.bias is not None:
             normal(module.bias, 0.02)
     model.logit_scale.fill_(float(np.log(60.0)))
-    if isinstance(model.visual, reference.model_module().ModifiedResNet):
-        _calibrate_batch_norm(model.visual, gen)
-
-
-@torch.no_grad()
-def _calibrate_batch_norm(visual, gen, n_images=2):
-    """Running statistics like a trained network's: measured on random images (as BatchNorm does
-    in training), then perturbed. Random statistics unrelated to the activations make a deep
-    ResNet's activations drift far from unit scale, and its outputs needlessly ill-conditioned."""
-    norms = [m for m in visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batch
-    visual.train()
-    res = visual.input_resolution
-    visual(torch.randn((n_images, 3, res, res), generator=gen))
-    visual.eval()
-    for bn in norms:
-        bn.running_mean.add_(0.1 * bn.running_var.sqrt() * torch.randn(bn.running_mean.shape, generator=gen))
-        bn.running_var.mul_(0.8 + 0.4 * torch.rand(bn.running_var.shape, generator=gen))
-        bn.momentum = 0.1
 
 
 def tokenize(texts, context_length=77):
