@@ -28,6 +28,9 @@ import report  # noqa: E402
 from make_reference import ARCHS, FILES, FP16_ARCHS  # noqa: E402  (no torch import at module level needed)
 
 # per-dtype tolerances: (features: mean relative difference, probabilities: mean absolute difference).
+# The mean relative difference (the seeds' formula) is dominated by the few feature values that
+# happen to lie near zero: OpenAI's own float32 run is about 4e-6 from a float64 run on these
+# models, and ours about as far, so measured values range from 1e-6 to 8e-6 depending on the sample.
 # float16: both frameworks round differently at every step; PyTorch's own fp16 run differs from its
 # fp32 run by about 7e-3 (features) and 5e-4 (probabilities) on these models.
 TOLERANCE = {"float32": (1e-5, 1e-6), "float16": (3e-2, 5e-3)}
@@ -127,8 +130,9 @@ def test_load_pt_directly_and_batch_sizes_vary(reference_files):
     # batches of changing size; the pieces together are compared with the reference
     images = expected["images"]
     image_features = np.concatenate([model.encode_image(Tensor(images[rows])).asnumpy()
-                                     for rows in (slice(0, 1), slice(1, 3), slice(3, None))])
+                                     for rows in (slice(0, 1), slice(1, None))])
     assert mean_rel_diff(expected["image_features"], image_features) <= feature_tol
+    assert model.encode_image(Tensor(images)).shape == expected["image_features"].shape
     tokens = expected["tokens"]
     text_features = np.concatenate([model.encode_text(Tensor(tokens[rows])).asnumpy()
                                     for rows in (slice(0, 1), slice(1, 6), slice(6, None))])
