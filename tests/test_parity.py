@@ -126,17 +126,18 @@ def test_load_pt_directly_and_batch_sizes_vary(reference_files):
     (one ViT and one ResNet; the other architectures share the code path)."""
     expected = reference_files["expected"]
     model, _ = clip.load(reference_files["archive"], device="CPU", mode=ms.GRAPH_MODE)
-    feature_tol, _ = TOLERANCE["float32"]
-    # batches of changing size; the pieces together are compared with the reference
+    # batches of changing size, each compiled anew, against the reference element by element
+    # (float32 tolerances; the seeds' mean relative difference of the whole batch is checked by
+    # the tests above, and it moves with the matmul blocking of each batch size)
     images = expected["images"]
     image_features = np.concatenate([model.encode_image(Tensor(images[rows])).asnumpy()
                                      for rows in (slice(0, 1), slice(1, None))])
-    assert mean_rel_diff(expected["image_features"], image_features) <= feature_tol
+    np.testing.assert_allclose(image_features, expected["image_features"], rtol=1e-4, atol=1e-5)
     assert model.encode_image(Tensor(images)).shape == expected["image_features"].shape
     tokens = expected["tokens"]
     text_features = np.concatenate([model.encode_text(Tensor(tokens[rows])).asnumpy()
                                     for rows in (slice(0, 1), slice(1, 6), slice(6, None))])
-    assert mean_rel_diff(expected["text_features"], text_features) <= feature_tol
+    np.testing.assert_allclose(text_features, expected["text_features"], rtol=1e-4, atol=1e-5)
     # a single image [3, R, R] is a batch of one, as the seeds' snippets use it
     single = model.encode_image(Tensor(expected["images"][0])).asnumpy()
     assert single.shape == (1, expected["image_features"].shape[1])
