@@ -1,6 +1,5 @@
 """The public API: ``available_models``, ``load`` and ``tokenize``, as in OpenAI's ``clip``."""
 import functools
-import hashlib
 import logging
 import os
 from typing import List, Union
@@ -114,14 +113,6 @@ def _resolve_mode(mode, jit):
     return ms.GRAPH_MODE if jit else _MODES[key]
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_ckpt(path):
     """Parameter name -> numpy array from a MindSpore checkpoint."""
     try:
@@ -196,7 +187,7 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     else:
         raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
     if sha256 is not None:
-        actual = _sha256(path)
+        actual = _download._sha256_file(path).hexdigest()
         if actual != sha256.lower():
             raise pt_reader.CheckpointError(f"{path}: SHA-256 is {actual}, expected {sha256}")
 
