@@ -102,19 +102,6 @@ def _compare(image_features, text_features, probs, expected, what):
     assert diffs["probs"] <= prob_tol, diffs
 
 
-@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
-def test_fp16_release_archive(reference_files, mode):
-    """OpenAI-style fp16 TorchScript archive -> ckpt_transform -> clip.load, fp32 on CPU."""
-    model, preprocess = clip.load(reference_files["ckpt_fp16"], device="CPU", mode=mode)
-    expected = reference_files["expected"]
-    assert model.visual.input_resolution == expected["images"].shape[-1]
-    assert preprocess.n_px == model.visual.input_resolution
-    assert model.context_length == 77 and model.vocab_size == 49408
-    _check(model, expected, f"{reference_files['arch']} fp16 archive, mode {mode}")
-    del model
-    gc.collect()
-
-
 FP32_RUN = """
 import sys
 import numpy as np
@@ -135,8 +122,9 @@ np.savez(sys.argv[3], image_features=model.encode_image(images).asnumpy(),
 def test_fp32_state_dict(reference_files, tmp_path):
     """Plain fp32 state dict -> ckpt_transform.py (command line) -> clip.load.
 
-    Run in a fresh process: MindSpore's ``load_checkpoint`` refuses a checkpoint larger than the
-    memory it sees free, and this process still holds the memory of the models before it."""
+    Run in a fresh process, and first for each architecture (pytest keeps definition order within
+    a fixture parameter): MindSpore's ``load_checkpoint`` refuses a checkpoint larger than the
+    memory free on the machine, and this process keeps the memory of the models it loaded."""
     expected_file, out = tmp_path / "expected.npz", tmp_path / "ours.npz"
     np.savez(expected_file, **reference_files["expected"])
     result = subprocess.run([sys.executable, "-c", FP32_RUN, reference_files["ckpt_fp32"], str(expected_file),
@@ -145,6 +133,19 @@ def test_fp32_state_dict(reference_files, tmp_path):
     ours = np.load(out)
     _compare(ours["image_features"], ours["text_features"], ours["probs"], reference_files["expected"],
              f"{reference_files['arch']} fp32 state dict")
+
+
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
+def test_fp16_release_archive(reference_files, mode):
+    """OpenAI-style fp16 TorchScript archive -> ckpt_transform -> clip.load, fp32 on CPU."""
+    model, preprocess = clip.load(reference_files["ckpt_fp16"], device="CPU", mode=mode)
+    expected = reference_files["expected"]
+    assert model.visual.input_resolution == expected["images"].shape[-1]
+    assert preprocess.n_px == model.visual.input_resolution
+    assert model.context_length == 77 and model.vocab_size == 49408
+    _check(model, expected, f"{reference_files['arch']} fp16 archive, mode {mode}")
+    del model
+    gc.collect()
 
 
 @pytest.mark.parametrize("reference_files", ["ViT-B/32", "RN50"], indirect=True)
