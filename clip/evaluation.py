@@ -20,7 +20,7 @@ Conventions shared by every function of this module:
 
 Linear probe
 ------------
-:class:`LogisticRegression` is a NumPy implementation of the L2-regularised multinomial
+:class:`LogisticRegression` is a NumPy/SciPy implementation of the L2-regularised multinomial
 logistic regression of scikit-learn's ``LogisticRegression(C=C, solver="lbfgs")`` (the
 classifier OpenAI used for the linear probes of the CLIP paper), so that scikit-learn is not a
 dependency of this package. It minimises the same objective::
@@ -28,8 +28,10 @@ dependency of this package. It minimises the same objective::
     (1 / N) * sum_i -log softmax(x_i @ W + b)[y_i]  +  ||W||^2 / (2 * C * N)
 
 (the intercept ``b`` is not penalised) with the same two-class special case as scikit-learn
-(a single weight vector and a sigmoid), using an L-BFGS solver written here. The test-suite
-checks its predictions and probabilities against scikit-learn's.
+(a single weight vector and a sigmoid). The objective and its gradient are computed with
+NumPy; the solver is ``scipy.optimize.minimize(..., method="L-BFGS-B", jac=True)`` with
+scikit-learn's settings (SciPy is installed with MindSpore). The test-suite checks its
+coefficients and probabilities against scikit-learn's.
 
 :func:`linear_probe` follows the protocol of the CLIP paper (appendix A.3): the inverse
 regularisation strength ``C`` is chosen on a validation split of the training set by a
@@ -321,147 +323,29 @@ class ConvergenceWarning(UserWarning):
     """The solver stopped at ``max_iter`` before reaching its tolerance."""
 
 
-def _cubic_minimizer(a, fa, da, b, fb, db):
-    """Minimiser of the cubic through ``(a, fa, da)`` and ``(b, fb, db)``, or None."""
-    if a == b:
-        return None
-    d1 = da + db - 3.0 * (fa - fb) / (a - b)
-    disc = d1 * d1 - da * db
-    if disc < 0:
-        return None
-    d2 = math.copysign(math.sqrt(disc), b - a)
-    denom = db - da + 2.0 * d2
-    if denom == 0:
-        return None
-    t = b - (b - a) * (db + d2 - d1) / denom
-    return t if math.isfinite(t) else None
+def _minimize_lbfgs(fun_grad, theta0, max_iter, tol):
+    """Minimise a smooth function with SciPy's L-BFGS-B (no bounds), starting at ``theta0``.
 
+    ``fun_grad(theta)`` returns ``(f, grad)``. The solver settings are those of
+    scikit-learn's ``lbfgs`` solver, so that both stop at the same point: stop when
+    ``max|grad| <= tol`` (``gtol``) or when an iteration lowers the objective by less than
+    ``64 * eps`` relative to its size (``ftol``); up to 50 evaluations per line search; at
+    most ``max_iter`` iterations. SciPy's separate budget of function evaluations is lifted,
+    so that ``max_iter`` is the only limit (each line search is bounded anyway).
 
-def _wolfe_line_search(fun_grad, x, f0, d, slope0, step, c1=1e-4, c2=0.9, max_evals=40):
-    """Step satisfying the strong Wolfe conditions along ``d`` (Nocedal & Wright, alg. 3.5
-    with the "zoom" of alg. 3.6 and safeguarded cubic interpolation).
-
-    Returns ``(step, f, g)``, or ``None`` when no step lowering the objective was found.
+    Returns ``(theta, n_iter, converged)``. ``converged`` is False only when ``max_iter`` was
+    reached (SciPy's status 1). SciPy's other failure, status 2 (the line search found no
+    lower point), means no step lowers the objective at working precision, which is counted
+    as converged.
     """
-    evals = 0
-    best = None                                   # lowest point meeting sufficient decrease
+    # imported here, not at the top: scipy.optimize takes ~0.5 s to import and most users
+    # of ``import clip`` never fit a probe
+    from scipy.optimize import minimize
 
-    def probe(t):
-        nonlocal evals, best
-        evals += 1
-        f, g = fun_grad(x + t * d)
-        slope = np.dot(g, d)
-        if np.isfinite(f) and f <= f0 + c1 * t * slope0 and (best is None or f < best[1]):
-            best = (t, f, g)
-        return f, g, slope
-
-    def zoom(lo, f_lo, s_lo, hi, f_hi, s_hi):
-        while evals < max_evals:
-            width = hi - lo
-            t = _cubic_minimizer(lo, f_lo, s_lo, hi, f_hi, s_hi)
-            low, high = min(lo, hi) + 0.1 * abs(width), max(lo, hi) - 0.1 * abs(width)
-            if t is None or not low <= t <= high:
-                t = lo + 0.5 * width
-            f, g, slope = probe(t)
-            if not np.isfinite(f) or f > f0 + c1 * t * slope0 or f >= f_lo:
-                hi, f_hi, s_hi = t, f, slope
-            else:
-                if abs(slope) <= -c2 * slope0:
-                    return t, f, g
-                if slope * (hi - lo) >= 0:
-                    hi, f_hi, s_hi = lo, f_lo, s_lo
-                lo, f_lo, s_lo = t, f, slope
-            if abs(hi - lo) <= 1e-16 * max(1.0, abs(lo)):
-                break
-        return best
-
-    prev, f_prev, s_prev = 0.0, f0, slope0
-    t = step
-    while evals < max_evals:
-        f, g, slope = probe(t)
-        if not np.isfinite(f):  # overflow: shrink the step
-            t = prev + 0.1 * (t - prev)
-            continue
-        if f > f0 + c1 * t * slope0 or (prev > 0 and f >= f_prev):
-            return zoom(prev, f_prev, s_prev, t, f, slope)
-        if abs(slope) <= -c2 * slope0:
-            return t, f, g
-        if slope >= 0:
-            return zoom(t, f, slope, prev, f_prev, s_prev)
-        prev, f_prev, s_prev = t, f, slope
-        t *= 2.0
-    return best
-
-
-def _lbfgs(fun_grad, x0, max_iter, gtol, ftol=64 * _EPS, memory=10):
-    """Minimise a smooth convex function with L-BFGS and a strong-Wolfe line search.
-
-    Stops when ``max|grad| <= gtol`` (scikit-learn/SciPy's ``gtol``), when an iteration
-    lowers the objective by less than ``ftol`` relative to its size (SciPy's ``ftol``), when
-    the line search cannot lower it any more (the point is optimal to working precision), or
-    after ``max_iter`` iterations. Deterministic: no randomness anywhere.
-
-    Returns ``(x, f, n_iter, converged)``.
-    """
-    x = x0.copy()
-    f, g = fun_grad(x)
-    s_hist, y_hist, rho_hist = [], [], []
-    n_iter = 0
-    converged = False
-    while True:
-        if np.max(np.abs(g)) <= gtol:
-            converged = True
-            break
-        if n_iter >= max_iter:
-            break
-        # two-loop recursion: d = -H g
-        q = g.copy()
-        alphas = []
-        for s, y, rho in zip(reversed(s_hist), reversed(y_hist), reversed(rho_hist)):
-            a = rho * np.dot(s, q)
-            alphas.append(a)
-            q -= a * y
-        if s_hist:
-            gamma = np.dot(s_hist[-1], y_hist[-1]) / np.dot(y_hist[-1], y_hist[-1])
-            r = gamma * q
-            for s, y, rho, a in zip(s_hist, y_hist, rho_hist, reversed(alphas)):
-                b = rho * np.dot(y, r)
-                r += (a - b) * s
-            d = -r
-            step = 1.0
-        else:
-            d = -g
-            step = min(1.0, 1.0 / np.linalg.norm(g))
-        slope = np.dot(g, d)
-        if not slope < 0:  # not a descent direction (numerical trouble): restart on -g
-            s_hist, y_hist, rho_hist = [], [], []
-            d = -g
-            slope = -np.dot(g, g)
-            step = min(1.0, 1.0 / np.linalg.norm(g))
-        found = _wolfe_line_search(fun_grad, x, f, d, slope, step)
-        if found is None:
-            if s_hist:  # retry once along the steepest descent before giving up
-                s_hist, y_hist, rho_hist = [], [], []
-                continue
-            converged = True  # no decrease possible at working precision
-            break
-        step, f_new, g_new = found
-        n_iter += 1
-        s = step * d
-        yv = g_new - g
-        sy = np.dot(s, yv)
-        if sy > 1e-10 * np.dot(yv, yv):
-            s_hist.append(s)
-            y_hist.append(yv)
-            rho_hist.append(1.0 / sy)
-            if len(s_hist) > memory:
-                s_hist.pop(0), y_hist.pop(0), rho_hist.pop(0)
-        decrease = f - f_new
-        x, f, g = x + s, f_new, g_new
-        if decrease <= ftol * max(abs(f), abs(f + decrease), 1.0):
-            converged = True
-            break
-    return x, f, n_iter, converged
+    options = {"maxiter": max_iter, "gtol": tol, "ftol": 64 * _EPS, "maxls": 50,
+               "maxfun": 2 ** 31 - 1}
+    result = minimize(fun_grad, theta0, method="L-BFGS-B", jac=True, options=options)
+    return result.x, int(result.nit), bool(result.status != 1)
 
 
 def _softmax_loss_grad(X, Y_onehot, lam):
@@ -511,8 +395,31 @@ def _sigmoid(z):
     return out
 
 
+def _objective(X, y_idx, k, lam):
+    """``(fun_grad, theta0)`` of the penalised log-loss for ``k`` classes (indices ``y_idx``).
+
+    Two classes: the binomial loss over ``[w (D), b]``; more: the multinomial loss over
+    ``[W (D*K), b (K)]``. The start ``theta0`` is zero, as in scikit-learn.
+    """
+    n, d = X.shape
+    if k == 2:
+        return _binary_loss_grad(X, y_idx.astype(np.float64), lam), np.zeros(d + 1)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y_idx] = 1.0
+    return _softmax_loss_grad(X, onehot, lam), np.zeros(d * k + k)
+
+
+def _unpack(theta, d, k):
+    """``(coef [K, D] or [1, D], intercept [K] or [1])`` from the solver's parameter vector;
+    for ``k > 2`` the intercepts are shifted to sum to zero (predictions are unchanged)."""
+    if k == 2:
+        return theta[:d][None, :].copy(), theta[d:].copy()
+    b = theta[d * k:]
+    return theta[:d * k].reshape(d, k).T.copy(), b - b.mean()
+
+
 class LogisticRegression:
-    """L2-regularised multinomial logistic regression (NumPy, L-BFGS), scikit-learn's API.
+    """L2-regularised multinomial logistic regression (SciPy's L-BFGS-B), scikit-learn's API.
 
     A stand-in for ``sklearn.linear_model.LogisticRegression(C=C, max_iter=max_iter,
     tol=tol)`` with the default ``lbfgs`` solver: it minimises
@@ -521,8 +428,9 @@ class LogisticRegression:
 
     for three or more classes (``W`` is ``[D, K]``, every class has its own weights) and, for
     two classes, the binomial loss with a single weight vector, as scikit-learn does. The
-    intercept is fitted and not penalised. Parameters start at zero and the solver is
-    deterministic. The computation runs in float64.
+    intercept is fitted and not penalised. Parameters start at zero and the solver (SciPy's
+    L-BFGS-B, with scikit-learn's settings: ``gtol=tol``, ``ftol=64*eps``, 50 line-search
+    steps) is deterministic. The computation runs in float64.
 
     Attributes after :meth:`fit`: ``classes_`` (sorted unique labels), ``coef_`` (``[K, D]``,
     or ``[1, D]`` for two classes), ``intercept_`` (``[K]`` or ``[1]``; for ``K > 2`` shifted
@@ -557,23 +465,10 @@ class LogisticRegression:
         k = len(self.classes_)
         if k < 2:
             raise ValueError(f"LogisticRegression needs at least 2 classes in y, got {k}")
-        lam = 1.0 / (self.C * n)
-        if k == 2:
-            fun_grad = _binary_loss_grad(X, y_idx.astype(np.float64), lam)
-            theta0 = np.zeros(d + 1)
-        else:
-            onehot = np.zeros((n, k))
-            onehot[np.arange(n), y_idx] = 1.0
-            fun_grad = _softmax_loss_grad(X, onehot, lam)
-            theta0 = np.zeros(d * k + k)
-        theta, _, self.n_iter_, self.converged_ = _lbfgs(fun_grad, theta0, self.max_iter, self.tol)
-        if k == 2:
-            self.coef_ = theta[:d][None, :]                       # [1, D]
-            self.intercept_ = theta[d:].copy()                    # [1]
-        else:
-            self.coef_ = theta[:d * k].reshape(d, k).T.copy()     # [K, D]
-            b = theta[d * k:]
-            self.intercept_ = b - b.mean()                        # [K]
+        fun_grad, theta0 = _objective(X, y_idx, k, lam=1.0 / (self.C * n))
+        theta, self.n_iter_, self.converged_ = _minimize_lbfgs(fun_grad, theta0,
+                                                               self.max_iter, self.tol)
+        self.coef_, self.intercept_ = _unpack(theta, d, k)
         if not self.converged_:
             warnings.warn(f"LogisticRegression(C={self.C:g}) did not converge in "
                           f"{self.max_iter} iterations; increase max_iter or lower C",
