@@ -93,7 +93,10 @@ def _runtime_options(with_model=True):
                            help="Ascend, GPU or CPU ('cuda'/'cpu' accepted, optionally ':<id>'); "
                                 "default: the best available")
         group.add_argument("--mode", choices=("graph", "pynative"), default="pynative",
-                           help="MindSpore execution: compiled graphs or eager PyNative (default: pynative)")
+                           help="MindSpore execution: graph (both towers compiled) or pynative (the text "
+                                "tower and a ViT's image tower compiled, the rest eager; default)")
+        group.add_argument("--eager", action="store_true",
+                           help="compile nothing: every operation runs eagerly (slower; for debugging)")
         group.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                            help="images or texts per model call (default: 32)")
     group.add_argument("--download-root", "--download_root", dest="download_root", default=None, metavar="DIR",
@@ -251,7 +254,9 @@ def _model_file(name, download_root, progress):
 
 def _load_model(args):
     path = _model_file(args.model, args.download_root, _progress(args))
-    return load(path, device=args.device, mode=args.mode)
+    if args.eager and args.mode == "graph":
+        raise CLIError("--eager compiles nothing; it cannot be combined with --mode graph")
+    return load(path, device=args.device, mode=args.mode, eager=args.eager)
 
 
 def _read_text_lines(path, what):

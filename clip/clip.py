@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from . import _download, pt_reader, transform
-from .model import build_model, convert_torch_state_dict
+from .model import ModifiedResNet, build_model, convert_torch_state_dict
 from .simple_tokenizer import SimpleTokenizer as _Tokenizer
 
 __all__ = ["available_models", "load", "tokenize"]
@@ -137,7 +137,7 @@ def _state_dict_from_file(path):
 
 
 def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_root: str = None,
-         jit: bool = False, sha256: str = None):
+         jit: bool = False, sha256: str = None, eager: bool = False):
     """Load a CLIP model.
 
     Parameters
@@ -153,15 +153,20 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         If MindSpore is not yet on this device, ``load`` switches it (``mindspore.set_device``):
         the only global MindSpore state ``load`` may change.
     mode : int
-        ``0`` (``mindspore.GRAPH_MODE``): the image and text towers run as compiled graphs
-        (``mindspore.jit``); ``1`` (``mindspore.PYNATIVE_MODE``, default): eager. The global
-        execution mode is left as it is.
+        ``1`` (``mindspore.PYNATIVE_MODE``, default): MindSpore's PyNative-plus-``jit`` style: the
+        text tower and a ViT's image tower run as compiled graphs (``mindspore.jit``), the rest
+        eagerly; a ResNet's image tower stays eager, because its compiled graph would keep several
+        GB of intermediate buffers. ``0`` (``mindspore.GRAPH_MODE``): both towers compiled, the
+        ResNet's too. The global execution mode is left as it is either way.
     download_root : str
         Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.
     jit : bool
         OpenAI's flag, accepted for compatibility: ``True`` is the same as ``mode=0``.
     sha256 : str
         Optional expected SHA-256 of a local file given by path; a mismatch is an error.
+    eager : bool
+        ``True``: nothing is compiled, every operation runs eagerly and can be stepped through
+        (slower: 2-4x for the compiled towers). Not with ``mode=0``.
 
     Returns
     -------
@@ -173,6 +178,8 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     """
     target, device_id = _resolve_device(device)
     run_mode = _resolve_mode(mode, jit)
+    if eager and run_mode == ms.GRAPH_MODE:
+        raise ValueError("eager=True runs nothing compiled; it cannot be combined with mode=0 / jit=True")
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a model name or a file path, got {type(name).__name__}")
     name = os.fspath(name)
@@ -195,8 +202,9 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     _select_device(target, device_id)
     dtype = ms.float32 if target == "CPU" else ms.float16
     model = build_model(state_dict, dtype=dtype, source=path)
-    if run_mode == ms.GRAPH_MODE:
-        model.compile_towers()
+    if not eager:
+        vit = not isinstance(model.visual, ModifiedResNet)
+        model.compile_towers(image=vit or run_mode == ms.GRAPH_MODE, text=True)
     return model, transform._transform(model.visual.input_resolution)
 
 
@@ -229,15 +237,4 @@ def tokenize(texts: Union[str, List[str]], context_length: int = 77, truncate: b
     if context_length < 2:
         raise ValueError(f"context_length must be at least 2 (start and end tokens), got {context_length}")
 
-    sot_token = _tokenizer.encoder["<|startoftext|>"]
-    eot_token = _tokenizer.encoder["<|endoftext|>"]
-    result = np.zeros((len(texts), context_length), dtype=np.int32)
-    for i, text in enumerate(texts):
-        tokens = [sot_token] + _tokenizer.encode(text) + [eot_token]
-        if len(tokens) > context_length:
-            if not truncate:
-                raise RuntimeError(f"Input {text} is too long for context length {context_length}")
-            tokens = tokens[:context_length]
-            tokens[-1] = eot_token
-        result[i, :len(tokens)] = tokens
-    return Tensor(result)
+    return Tensor(_tokenizer.token_array(texts, int(context_length), truncate))

@@ -18,9 +18,9 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
 __all__ = [
-    "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU",
+    "Conv2d", "BatchNorm", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU",
     "MultiheadAttention", "ResidualAttentionBlock", "Transformer", "VisionTransformer", "CLIP",
-    "build_model", "infer_config", "load_weights", "torch_name_map", "convert_torch_state_dict",
+    "build_model", "infer_config", "batch_bucket", "length_bucket", "load_weights", "torch_name_map", "convert_torch_state_dict",
     "is_ignored_key", "TORCH_NAMES",
     "IGNORED_CHECKPOINT_KEYS", "ModelConfigError", "WeightsMismatchError",
 ]
@@ -64,21 +64,120 @@ def _attention(q, k, v, num_heads, mask=None):
     return out.transpose(0, 2, 1, 3).reshape(n, lq, width)  # [N, Lq, D]
 
 
+def _im2col_indices(size: int, kernel: int, stride: int, padding: int):
+    """Gather indices of a square convolution's taps on a flattened ``size x size`` input.
+
+    Returns ``(index, out_size)``: ``index[(oy * out + ox) * k * k + ky * k + kx]`` is the flat
+    input position ``y * size + x`` that tap ``(ky, kx)`` of output ``(oy, ox)`` reads, or
+    ``size * size`` (a row of zeros appended to the input) where the tap falls in the padding.
+    """
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise ModelConfigError(f"a {kernel}x{kernel} convolution does not fit a {size}x{size} input")
+    pos = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :]  # [out, k]
+    inside = (pos >= 0) & (pos < size)
+    flat = pos[:, None, :, None] * size + pos[None, :, None, :]  # [out, out, k, k]
+    valid = inside[:, None, :, None] & inside[None, :, None, :]
+    return Tensor(np.where(valid, flat, size * size).reshape(-1).astype(np.int32)), out
+
+
+class Conv2d(nn.Cell):
+    """A bias-free square convolution on channels-last input ``[N, H, W, C]``.
+
+    The weight keeps PyTorch's layout ``[out, in, k, k]`` (and name), so checkpoints are
+    unchanged. A 1x1 convolution is a matrix product over the channels; a larger one gathers the
+    ``k * k`` taps of every output position (zeros where they fall in the padding) and multiplies
+    once (im2col). The arithmetic is a convolution's; the formulation avoids the reference kernel
+    that MindSpore's oneDNN picks for NCHW convolutions on AVX-512 CPUs (100x slower).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, input_size: int,
+                 stride: int = 1, padding: int = 0):
+        super().__init__()
+        self.out_channels = out_channels
+        self.weight = Parameter(_zeros((out_channels, in_channels, kernel_size, kernel_size)))
+        self.index, self.output_size = None, input_size
+        if kernel_size > 1 or stride > 1 or padding:
+            self.index, self.output_size = _im2col_indices(input_size, kernel_size, stride, padding)
+
+    def construct(self, x):
+        n, h, w, c = x.shape
+        if self.index is None:
+            return ops.dense(x, self.weight.reshape(self.out_channels, c))  # [N, H, W, out]
+        x = ops.cat([x.reshape(n, h * w, c), ops.zeros((n, 1, c), x.dtype)], 1)  # [N, HW + 1, C]
+        cols = ops.gather(x, self.index, 1)  # [N, Ho * Wo * k * k, C]
+        cols = cols.reshape(n, self.output_size, self.output_size, -1)  # [N, Ho, Wo, k * k * C]
+        weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
+        return ops.dense(cols, weight)  # [N, Ho, Wo, out]
+
+
+class BatchNorm(nn.Cell):
+    """Batch normalisation over the last axis of channels-last input, with PyTorch's semantics:
+    in training mode it normalises with the batch statistics (biased variance) and updates the
+    running ones (``momentum`` 0.1, unbiased variance); in inference mode it uses the running ones.
+    Parameters are named like MindSpore's ``BatchNorm2d`` (``gamma``, ``beta``, ``moving_mean``,
+    ``moving_variance``). Computed in float32, returned in the input's dtype."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.gamma = Parameter(_ones((num_features,)))
+        self.beta = Parameter(_zeros((num_features,)))
+        self.moving_mean = Parameter(_zeros((num_features,)), requires_grad=False)
+        self.moving_variance = Parameter(_ones((num_features,)), requires_grad=False)
+
+    def construct(self, x):
+        dtype = x.dtype
+        if dtype != ms.float32:
+            x = x.astype(ms.float32)
+        if self.training:
+            axes = tuple(range(x.ndim - 1))
+            mean = x.mean(axis=axes)
+            var = ops.square(x - mean).mean(axis=axes)
+            count = x.size // x.shape[-1]
+            m = self.momentum
+            ops.assign(self.moving_mean, ops.stop_gradient((1 - m) * self.moving_mean + m * mean))
+            ops.assign(self.moving_variance, ops.stop_gradient(
+                (1 - m) * self.moving_variance + m * var * (count / max(count - 1, 1))))
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        scale = self.gamma * ops.rsqrt(var + self.eps)
+        y = x * scale + (self.beta - mean * scale)
+        return y if dtype == ms.float32 else y.astype(dtype)
+
+
+class AvgPool(nn.Cell):
+    """Average pooling of channels-last input with a square window equal to its stride."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def construct(self, x):
+        n, h, w, c = x.shape
+        s = self.stride
+        return x.reshape(n, h // s, s, w // s, s, c).mean(axis=(2, 4))  # [N, H / s, W / s, C]
+
+
 class Bottleneck(nn.Cell):
-    """ResNet bottleneck whose stride is an average pool before the third convolution."""
+    """ResNet bottleneck whose stride is an average pool before the third convolution.
+    Channels-last: ``[N, size, size, inplanes] -> [N, size / stride, size / stride, 4 * planes]``."""
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1):
+    def __init__(self, inplanes, planes, stride=1, input_size=56):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, has_bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        if input_size % stride:
+            raise ModelConfigError(f"a stride-{stride} block does not fit a {input_size}x{input_size} input")
+        self.conv1 = Conv2d(inplanes, planes, 1, input_size)
+        self.bn1 = BatchNorm(planes)
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(planes, planes, 3, pad_mode="pad", padding=1, has_bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = Conv2d(planes, planes, 3, input_size, padding=1)
+        self.bn2 = BatchNorm(planes)
         self.relu2 = nn.ReLU()
-        self.avgpool = nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, has_bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.avgpool = AvgPool(stride) if stride > 1 else nn.Identity()
+        self.conv3 = Conv2d(planes, planes * self.expansion, 1, input_size // stride)
+        self.bn3 = BatchNorm(planes * self.expansion)
         self.relu3 = nn.ReLU()
 
         self.downsample = None
@@ -86,16 +185,16 @@ class Bottleneck(nn.Cell):
         if stride > 1 or inplanes != planes * self.expansion:
             # anti-aliased downsampling: average pool, then a stride-1 convolution
             self.downsample = nn.SequentialCell(OrderedDict([
-                ("-1", nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()),
-                ("0", nn.Conv2d(inplanes, planes * self.expansion, 1, has_bias=False)),
-                ("1", nn.BatchNorm2d(planes * self.expansion)),
+                ("-1", AvgPool(stride) if stride > 1 else nn.Identity()),
+                ("0", Conv2d(inplanes, planes * self.expansion, 1, input_size // stride)),
+                ("1", BatchNorm(planes * self.expansion)),
             ]))
 
     def construct(self, x):
         identity = x
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.relu2(self.bn2(self.conv2(out)))
-        out = self.avgpool(out)  # [N, planes, H / stride, W / stride]
+        out = self.avgpool(out)  # [N, size / stride, size / stride, planes]
         out = self.bn3(self.conv3(out))
         if self.downsample is not None:
             identity = self.downsample(x)
@@ -115,8 +214,8 @@ class AttentionPool2d(nn.Cell):
         self.num_heads = num_heads
 
     def construct(self, x):
-        n, c = x.shape[0], x.shape[1]
-        x = x.reshape(n, c, -1).transpose(0, 2, 1)  # [N, HW, C]
+        n, c = x.shape[0], x.shape[-1]
+        x = x.reshape(n, -1, c)  # channels-last [N, H, W, C] -> [N, HW, C]
         x = ops.cat([x.mean(axis=1, keep_dims=True), x], axis=1)  # [N, HW + 1, C]
         x = x + self.positional_embedding.astype(x.dtype)
         q = self.q_proj(x[:, :1])  # [N, 1, C]
@@ -126,25 +225,31 @@ class AttentionPool2d(nn.Cell):
 
 class ModifiedResNet(nn.Cell):
     """OpenAI's ResNet: a three-convolution stem with an average pool, anti-aliased
-    strided blocks, and attention pooling instead of global average pooling."""
+    strided blocks, and attention pooling instead of global average pooling.
+
+    Takes NCHW images like OpenAI's; computes channels-last (``[N, H, W, C]``) inside."""
 
     def __init__(self, layers, output_dim, heads, input_resolution=224, width=64):
         super().__init__()
         self.output_dim = output_dim
         self.input_resolution = input_resolution
+        if input_resolution % 32:
+            raise ModelConfigError(f"the ResNet needs an image size divisible by 32, got {input_resolution}")
 
-        self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, pad_mode="pad", padding=1, has_bias=False)
-        self.bn1 = nn.BatchNorm2d(width // 2)
+        size = input_resolution // 2
+        self.conv1 = Conv2d(3, width // 2, 3, input_resolution, stride=2, padding=1)
+        self.bn1 = BatchNorm(width // 2)
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(width // 2, width // 2, 3, pad_mode="pad", padding=1, has_bias=False)
-        self.bn2 = nn.BatchNorm2d(width // 2)
+        self.conv2 = Conv2d(width // 2, width // 2, 3, size, padding=1)
+        self.bn2 = BatchNorm(width // 2)
         self.relu2 = nn.ReLU()
-        self.conv3 = nn.Conv2d(width // 2, width, 3, pad_mode="pad", padding=1, has_bias=False)
-        self.bn3 = nn.BatchNorm2d(width)
+        self.conv3 = Conv2d(width // 2, width, 3, size, padding=1)
+        self.bn3 = BatchNorm(width)
         self.relu3 = nn.ReLU()
-        self.avgpool = nn.AvgPool2d(2, 2)
+        self.avgpool = AvgPool(2)
 
         self._inplanes = width  # grows as the stages are built
+        self._size = size // 2  # likewise shrinks
         self.layer1 = self._make_layer(width, layers[0])
         self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
         self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
@@ -154,21 +259,22 @@ class ModifiedResNet(nn.Cell):
         self.attnpool = AttentionPool2d(input_resolution // 32, embed_dim, heads, output_dim)
 
     def _make_layer(self, planes, blocks, stride=1):
-        layers = [Bottleneck(self._inplanes, planes, stride)]
+        layers = [Bottleneck(self._inplanes, planes, stride, self._size)]
         self._inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self._inplanes, planes) for _ in range(1, blocks)]
+        self._size //= stride
+        layers += [Bottleneck(self._inplanes, planes, 1, self._size) for _ in range(1, blocks)]
         return nn.SequentialCell(layers)
 
     def construct(self, x):
-        x = x.astype(self.conv1.weight.dtype)
-        x = self.relu1(self.bn1(self.conv1(x)))  # [N, width / 2, R / 2, R / 2]
+        x = x.astype(self.conv1.weight.dtype).transpose(0, 2, 3, 1)  # [N, R, R, 3]
+        x = self.relu1(self.bn1(self.conv1(x)))  # [N, R / 2, R / 2, width / 2]
         x = self.relu2(self.bn2(self.conv2(x)))
-        x = self.relu3(self.bn3(self.conv3(x)))  # [N, width, R / 2, R / 2]
-        x = self.avgpool(x)  # [N, width, R / 4, R / 4]
+        x = self.relu3(self.bn3(self.conv3(x)))  # [N, R / 2, R / 2, width]
+        x = self.avgpool(x)  # [N, R / 4, R / 4, width]
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
-        x = self.layer4(x)  # [N, width * 32, R / 32, R / 32]
+        x = self.layer4(x)  # [N, R / 32, R / 32, width * 32]
         return self.attnpool(x)  # [N, output_dim]
 
 
@@ -254,6 +360,25 @@ class Transformer(nn.Cell):
         return self.resblocks(x)
 
 
+class PatchEmbedding(nn.Cell):
+    """The ViT's patch convolution (kernel = stride = patch, no bias) as what it is: the patches do
+    not overlap, so it is one matrix product of the flattened patches with the weight, which keeps
+    PyTorch's layout ``[width, 3, patch, patch]`` and name. ``[N, 3, R, R] -> [N, grid ** 2, width]``."""
+
+    def __init__(self, width: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.weight = Parameter(_zeros((width, 3, patch_size, patch_size)))
+
+    def construct(self, x):
+        n, c, r = x.shape[0], x.shape[1], x.shape[2]
+        p = self.patch_size
+        g = r // p
+        x = x.reshape(n, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5)  # [N, grid, grid, 3, patch, patch]
+        x = x.reshape(n, g * g, c * p * p)  # [N, grid ** 2, 3 * patch ** 2]
+        return ops.dense(x, self.weight.reshape(self.weight.shape[0], -1))  # [N, grid ** 2, width]
+
+
 class VisionTransformer(nn.Cell):
     """ViT image encoder: patch embedding, class token, transformer, projection."""
 
@@ -262,7 +387,7 @@ class VisionTransformer(nn.Cell):
         super().__init__()
         self.input_resolution = input_resolution
         self.output_dim = output_dim
-        self.conv1 = nn.Conv2d(3, width, patch_size, stride=patch_size, has_bias=False)
+        self.conv1 = PatchEmbedding(width, patch_size)
         self.class_embedding = Parameter(_zeros((width,)))
         self.positional_embedding = Parameter(_zeros(((input_resolution // patch_size) ** 2 + 1, width)))
         self.ln_pre = LayerNorm(width)
@@ -271,9 +396,8 @@ class VisionTransformer(nn.Cell):
         self.proj = Parameter(_zeros((width, output_dim)))
 
     def construct(self, x):
-        x = self.conv1(x.astype(self.conv1.weight.dtype))  # [N, width, grid, grid]
-        n, width = x.shape[0], x.shape[1]
-        x = x.reshape(n, width, -1).transpose(0, 2, 1)  # [N, grid ** 2, width]
+        x = self.conv1(x.astype(self.conv1.weight.dtype))  # [N, grid ** 2, width]
+        n, width = x.shape[0], x.shape[2]
         cls = ops.broadcast_to(self.class_embedding.astype(x.dtype).reshape(1, 1, width), (n, 1, width))
         x = ops.cat([cls, x], axis=1)  # [N, grid ** 2 + 1, width]
         x = x + self.positional_embedding.astype(x.dtype)
@@ -334,12 +458,23 @@ class CLIP(nn.Cell):
         """The compute dtype: float16 for OpenAI's GPU/Ascend setting, float32 on CPU."""
         return self.visual.conv1.weight.dtype
 
-    def compile_towers(self):
-        """Run the image and text towers as compiled graphs (``mindspore.jit``) from now on,
-        without touching MindSpore's global execution mode. Each new input shape compiles once."""
-        self._image_features = ms.jit(self._compute_image_features)
-        self._text_features = ms.jit(self._compute_text_features)
+    def compile_towers(self, image: bool = True, text: bool = True):
+        """Run the image and/or text tower as compiled graphs (``mindspore.jit``) from now on,
+        without touching MindSpore's global execution mode; the other tower runs eagerly.
+
+        Batch sizes are rounded up to a few buckets (1, 2, 3, 4, 6, 8, 12, 16, 24, ...; the extra
+        rows are zeros and dropped) and text lengths to multiples of 8, so each bucket compiles once:
+        a loop whose last batch is smaller, or calls with 1, 3 or 7 images, reuse a few graphs.
+        A compiled graph keeps its intermediate buffers for as long as it lives (see the README)."""
+        self._image_features = ms.jit(self._compute_image_features) if image else self._compute_image_features
+        self._text_features = ms.jit(self._compute_text_features) if text else self._compute_text_features
         return self
+
+    @property
+    def compiled_towers(self):
+        """``(image, text)``: which towers run as compiled graphs."""
+        return (self._image_features is not self._compute_image_features,
+                self._text_features is not self._compute_text_features)
 
     def to_float32(self):
         """Convert every parameter to float32, like OpenAI's ``model.float()`` (for example to run
@@ -350,8 +485,8 @@ class CLIP(nn.Cell):
         for _, param in self.parameters_and_names():
             if param.dtype != ms.float32:
                 param.set_dtype(ms.float32)
-        if self._image_features is not self._compute_image_features:
-            self.compile_towers()  # the compiled graphs were specialised for the old dtypes
+        if any(self.compiled_towers):
+            self.compile_towers(*self.compiled_towers)  # the graphs were specialised for the old dtypes
         return self
 
     # -- the towers -----------------------------------------------------------------------------
@@ -377,15 +512,27 @@ class CLIP(nn.Cell):
         if image.ndim == 3:
             image = image.expand_dims(0)
         _check_image(image, self.visual.input_resolution)
+        if self.compiled_towers[0]:
+            return _padded_call(self._image_features, image, batch_bucket(image.shape[0]))
         return self._image_features(image)
 
     def encode_text(self, text):
         """Text features ``[N, embed_dim]`` of token ids ``[N, n_ctx]`` from :func:`clip.tokenize`
-        (a single row ``[n_ctx]`` is taken as a batch of one)."""
+        (a single row ``[n_ctx]`` is taken as a batch of one).
+
+        Only the tokens up to the last end-of-text token of the batch are computed: the causal mask
+        means that later tokens never reach an end-of-text feature, so the result is the full
+        computation's, for a fraction of its cost on short prompts."""
         if text.ndim == 1:
             text = text.expand_dims(0)
         _check_text(text, self.context_length, self.vocab_size)
-        return self._text_features(text)
+        n_ctx = text.shape[1]
+        length = int(text.argmax(-1).max()) + 1  # the end-of-text token has the largest id
+        if not self.compiled_towers[1]:
+            return self._text_features(text[:, :length] if length < n_ctx else text)
+        length = length_bucket(length, n_ctx)
+        return _padded_call(self._text_features, text[:, :length] if length < n_ctx else text,
+                            batch_bucket(text.shape[0]))
 
     def construct(self, image, text):
         image_features = self.encode_image(image)
@@ -396,6 +543,32 @@ class CLIP(nn.Cell):
         logits_per_image = logit_scale * ops.matmul(image_features, text_features.T)  # [N_img, N_txt]
         logits_per_text = logits_per_image.T  # [N_txt, N_img]
         return logits_per_image, logits_per_text
+
+
+def batch_bucket(n: int) -> int:
+    """The compiled batch size that serves ``n`` rows: the smallest of 1, 2, 3, 4, 6, 8, 12, 16,
+    24, 32, ... (powers of two and 1.5 times them) that is at least ``n``."""
+    size = 1
+    while size < n:
+        if size >= 2 and size * 3 // 2 >= n:
+            return size * 3 // 2
+        size *= 2
+    return size
+
+
+def length_bucket(length: int, limit: int) -> int:
+    """The compiled text length that serves ``length`` tokens: a multiple of 8, at most ``limit``."""
+    return min(-(-length // 8) * 8, limit)
+
+
+def _padded_call(function, x, size):
+    """``function(x)`` computed on ``x`` padded with zero rows to ``size`` rows; the padding's
+    results are dropped (every row is computed independently in inference)."""
+    n = x.shape[0]
+    if size == n:
+        return function(x)
+    x = ops.cat([x, ops.zeros((size - n,) + tuple(x.shape[1:]), x.dtype)])
+    return function(x)[:n]
 
 
 def _check_image(image, resolution):
@@ -435,7 +608,7 @@ _IGNORED_SUFFIXES = (".num_batches_tracked", ".attn_mask")
 #: PyTorch's name of each MindSpore parameter, by the type of the cell owning it.
 #: Cells of other types use the same names in both frameworks.
 TORCH_NAMES = {
-    nn.BatchNorm2d: {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+    BatchNorm: {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
                      "moving_variance": "running_var"},
     LayerNorm: {"gamma": "weight", "beta": "bias"},
     nn.Embedding: {"embedding_table": "weight"},
@@ -583,7 +756,7 @@ def _is_half_param(name: str, cell_types: dict) -> bool:
     """Whether OpenAI keeps this parameter in float16 in its fp16 models (``convert_weights``):
     those of convolutions, linear layers, attention projections and the two output projections."""
     owner = cell_types.get(name.rsplit(".", 1)[0] if "." in name else "")
-    if owner in (nn.Conv2d, nn.Dense, MultiheadAttention):
+    if owner in (Conv2d, PatchEmbedding, nn.Dense, MultiheadAttention):
         return True
     return name in ("text_projection", "visual.proj")
 

@@ -129,6 +129,37 @@ def tokenize(texts, context_length=77):
     return out
 
 
+@torch.no_grad()
+def float64_outputs(model, images, tokens):
+    """The same model and inputs computed in float64 (``*_f64``): the yardstick for float32
+    rounding. OpenAI's ``LayerNorm`` casts its input to float32 (for its fp16 models), which would
+    round every block of a float64 run, so for this run only it normalises in the input's dtype;
+    the causal mask is cast to float64 as well. The model is left in float32."""
+    ref = reference.model_module()
+    original = ref.LayerNorm.forward
+    ref.LayerNorm.forward = torch.nn.LayerNorm.forward
+    masks = {}
+    try:
+        model.double()
+        for name, module in model.named_modules():
+            if getattr(module, "attn_mask", None) is not None:
+                masks[name] = module.attn_mask
+                module.attn_mask = module.attn_mask.double()
+        image = torch.from_numpy(images).double()
+        text = torch.from_numpy(tokens).long()
+        logits, _ = model(image, text)
+        out = {"image_features_f64": model.encode_image(image).numpy(),
+               "text_features_f64": model.encode_text(text).numpy(),
+               "probs_f64": logits.softmax(dim=-1).numpy()}
+    finally:
+        ref.LayerNorm.forward = original
+        for name, module in model.named_modules():
+            if name in masks:
+                module.attn_mask = masks[name]
+        model.float()
+    return out
+
+
 def make(arch, outdir, seed=0, n_images=None):
     ref = reference.model_module()
     torch.manual_seed(seed)
@@ -163,6 +194,7 @@ def make(arch, outdir, seed=0, n_images=None):
         text_features = model.encode_text(torch.from_numpy(tokens).long())
         logits_per_image, _ = model(torch.from_numpy(images), torch.from_numpy(tokens).long())
         probs = logits_per_image.softmax(dim=-1)
+    results.update(float64_outputs(model, images, tokens))
     np.savez(os.path.join(outdir, "expected.npz"), images=images, tokens=tokens,
              image_features=image_features.numpy(), text_features=text_features.numpy(), probs=probs.numpy(),
              **results)
