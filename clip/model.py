@@ -473,8 +473,8 @@ class CLIP(nn.Cell):
     @property
     def compiled_towers(self):
         """``(image, text)``: which towers run as compiled graphs."""
-        return (self._image_features is not self._compute_image_features,
-                self._text_features is not self._compute_text_features)
+        return (self._image_features != self._compute_image_features,  # bound methods compare equal,
+                self._text_features != self._compute_text_features)  # never identical
 
     def to_float32(self):
         """Convert every parameter to float32, like OpenAI's ``model.float()`` (for example to run

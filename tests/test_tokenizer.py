@@ -6,6 +6,7 @@ The reference is OpenAI's ``simple_tokenizer.py`` loaded by file path (see
 import gzip
 import os
 import random
+import re as std_re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -442,3 +443,452 @@ def test_tokenize_context_length_too_small(context_length):
 def test_tokenize_context_length_not_int(context_length):
     with pytest.raises(ValueError, match="context_length"):
         clip.tokenize("a photo", context_length=context_length)
+
+
+# ---------------------------------------------------------------------------
+# Speed-ups (issue 7): shortcuts around ftfy, caches and the batch array.  Every test
+# below checks results (ids, cleaned text), never timings.
+# ---------------------------------------------------------------------------
+
+CAPTION_WORDS = (
+    "a an the photo picture of with and on in at near under two several man woman child dog "
+    "cat bird horse car bus train boat street table kitchen beach mountain river tree flower "
+    "sky snow water red blue green black white small large old young sitting standing walking "
+    "running eating holding riding parked wooden glass pizza cake coffee cup laptop phone book "
+    "umbrella clock bridge grass sand road sign light people close-up view").split()
+
+# fragments of each kind, appended to or mixed with English captions
+UNICODE_BITS = ["café", "naïve", "résumé", "straße", "Łódź", "Ångström", "cafe\u0301", "İstanbul",
+                "ΟΔΟΣ", "ὀδός", "Ünïcödé", "ﬁsh", "Ｆｕｌｌ", "ｶﾀｶﾅ", "½ ² ①"]
+CJK_BITS = ["一只猫坐在桌子上", "日本語のテキストです", "한국어 텍스트", "北京天安门", "漢字かなカナ"]
+EMOJI_BITS = ["😀", "👍🏽", "🐱", "❤️", "🇺🇸", "👨\u200d💻", "👩\u200d👩\u200d👧", "🏳️\u200d🌈"]
+RTL_BITS = ["مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया", "سلام\u200f", "\u202bעברית\u202c"]
+ENTITY_BITS = ["&amp;", "&lt;", "&gt;", "&#39;", "&quot;", "&amp;amp;", "&#233;", "&eacute;", "&nbsp;",
+               "&#x201c;", "&copy;", "AT&T", "&notanentity;", "&amp;lt;b&amp;gt;", "&#0;", "&#28;", "&"]
+CONTROL_BITS = ["\t", "\n", "\r\n", "\r", "\x0b", "\x0c", "\x00", "\x07", "\x1b[31m", "\x1b[0m", "\x1c",
+                "\x1f", "\x7f", "\x85", "\u00a0", "\u2028", "\u2029", "\u3000", "\u200b", "\ufeff", "\u00ad"]
+MOJIBAKE_BITS = ["cafÃ©", "Ã¼ber", "â€™smartâ€™", "Ã©tÃ©", "â€œquotedâ€\x9d", "Ã¡", "Â£5", "Ãƒ"]
+QUOTE_BITS = ["\u201cquoted\u201d", "it\u2019s", "\u2018single\u2019", "\u02bcokina", "\u201e\u201f"]
+
+
+def varied_captions(count, seed, repeat_fraction=0.3):
+    """``count`` captions from a fixed seed: every kind of text the tokenizer meets,
+    ~``repeat_fraction`` of them repeating earlier ones."""
+    rng = random.Random(seed)
+
+    def caption(lo=3, hi=14):
+        words = [rng.choice(CAPTION_WORDS) for _ in range(rng.randint(lo, hi))]
+        if rng.random() < 0.3:
+            words[0] = words[0].upper() if rng.random() < 0.2 else words[0].capitalize()
+        if rng.random() < 0.2:
+            words.insert(rng.randrange(len(words)), str(rng.randint(0, 99999)))
+        if rng.random() < 0.2:
+            words.insert(rng.randrange(len(words)), rng.choice(["it's", "DON'T", "we're", "o'clock", "'ll"]))
+        return " ".join(words) + rng.choice(["", ".", "!", "?", " ...", ";)", "!!!"])
+
+    def mixed(bits, times=1):
+        text = caption()
+        for _ in range(times):
+            cut = rng.randint(0, len(text))
+            text = text[:cut] + rng.choice(bits) + text[cut:]
+        return text
+
+    makers = [
+        (40, lambda: caption()),
+        (6, lambda: mixed(UNICODE_BITS, rng.randint(1, 2))),
+        (5, lambda: mixed(CJK_BITS)),
+        (5, lambda: mixed(EMOJI_BITS, rng.randint(1, 3))),
+        (4, lambda: mixed(RTL_BITS)),
+        (7, lambda: mixed(ENTITY_BITS, rng.randint(1, 3))),
+        (7, lambda: mixed(CONTROL_BITS, rng.randint(1, 3))),
+        (4, lambda: mixed(MOJIBAKE_BITS)),
+        (4, lambda: mixed(QUOTE_BITS, rng.randint(1, 2))),
+        (4, lambda: mixed(ENTITY_BITS + CONTROL_BITS + UNICODE_BITS + MOJIBAKE_BITS, 4)),
+        (3, lambda: "  ".join(caption() for _ in range(rng.randint(8, 20)))),  # too long for 77
+        (1, lambda: rng.choice(["", " ", "\t\r\n", "&amp;", "<|endoftext|>", "\u3000", "\x00"])),
+    ]
+    weights = [weight for weight, _ in makers]
+    texts = []
+    for _ in range(count):
+        if texts and rng.random() < repeat_fraction:
+            texts.append(rng.choice(texts))
+        else:
+            texts.append(rng.choices(makers, weights)[0][1]())
+    return texts
+
+
+@pytest.fixture(scope="module")
+def varied():
+    return varied_captions(3000, seed=2024)
+
+
+def fresh_ours():
+    return SimpleTokenizer()
+
+
+def test_varied_corpus_covers_every_kind(varied):
+    assert len(varied) == 3000
+    assert 0.6 * 3000 < len(set(varied)) < 0.8 * 3000  # about 30% repeats
+    joined = "".join(varied)
+    for bits in (UNICODE_BITS, CJK_BITS, EMOJI_BITS, RTL_BITS, ENTITY_BITS, CONTROL_BITS,
+                 MOJIBAKE_BITS, QUOTE_BITS):
+        assert sum(bit in joined for bit in bits) >= len(bits) - 2
+    identity = [simple_tokenizer.ftfy_is_identity(text) for text in set(varied)]
+    # both routes (shortcut and ftfy) are exercised many times
+    assert 500 < sum(identity) < len(identity) - 300
+
+
+def test_varied_corpus_encode_matches_reference(ref, varied):
+    ours = fresh_ours()
+    for text in dict.fromkeys(varied):
+        assert ours.encode(text) == ref.encode(text), text
+
+
+def test_varied_corpus_tokenize_matches_reference(ref, varied):
+    # clip.tokenize on the whole batch, truncating the long texts; twice (cold, then cached)
+    clip.clip._tokenizer.clear_caches()
+    expected = expected_tokenize(ref, varied, truncate=True)
+    assert sum(len(ref.encode(text)) > 75 for text in set(varied)) > 10
+    for _ in range(2):
+        out = clip.tokenize(varied, truncate=True)
+        assert out.dtype == mindspore.int32
+        np.testing.assert_array_equal(out.asnumpy(), expected)
+    # other context lengths reuse the cached ids
+    for context_length in (2, 3, 16):
+        np.testing.assert_array_equal(
+            clip.tokenize(varied, context_length=context_length, truncate=True).asnumpy(),
+            expected_tokenize(ref, varied, context_length, truncate=True))
+
+
+def test_token_array_matches_reference(ref, varied):
+    ours = fresh_ours()
+    texts = varied[:500]
+    arr = ours.token_array(texts, 77, True)
+    assert arr.dtype == np.int32 and arr.shape == (500, 77) and arr.flags.writeable
+    np.testing.assert_array_equal(arr, expected_tokenize(ref, texts, truncate=True))
+    assert ours.token_array([], 77, False).shape == (0, 77)
+
+
+def test_basic_clean_matches_reference_on_varied_corpus(ref_module, varied):
+    for text in dict.fromkeys(varied):
+        assert simple_tokenizer.basic_clean(text) == ref_module.basic_clean(text), text
+
+
+# --- the ftfy shortcuts ----------------------------------------------------
+
+def assert_identity_claim(text):
+    """What ``ftfy_is_identity`` promises, checked with ftfy itself."""
+    import ftfy
+    if simple_tokenizer.ftfy_is_identity(text):
+        assert "&" not in text, text
+        assert ftfy.fix_text(text) == text.replace("\r\n", "\n").replace("\r", "\n"), text
+        if not text.isascii():
+            assert ftfy.fix_text(text) == text, text
+
+
+def test_ftfy_shortcut_is_active():
+    # with the installed ftfy (6.0 - 6.3) the shortcuts are on; otherwise these tests prove little
+    assert simple_tokenizer._FTFY is not None
+    assert simple_tokenizer._FTFY["mojibake_prefilter"] is not None
+    for text in ["a photo of a cat", "tabs\tand\nnewlines\r\n", "café au lait", "一只猫", "😀 ok"]:
+        assert simple_tokenizer.ftfy_is_identity(text), text
+    for text in ["AT&T", "a\x00b", "\x1b[31mred", "a\x1cb", "a\x0bb", "a\x7fb", "cafÃ©", "it\u2019s",
+                 "ﬁsh", "\u3000", "cafe\u0301", "line\none é", "é\r", "a\x85b", "\u2028"]:
+        assert not simple_tokenizer.ftfy_is_identity(text), text
+
+
+def test_ftfy_shortcut_boundary_every_ascii_character(ours, ref):
+    # each ASCII character alone, between letters, doubled, next to "\r"/"\n" and "&"
+    texts = []
+    for code in range(128):
+        c = chr(code)
+        texts += [c, f"a{c}b", f"A{c}{c}B c", f"x{c}\r\ny", f"{c}\n{c}", f"&{c}amp;", f"it{c}s {c}"]
+    for text in texts:
+        assert_identity_claim(text)
+        assert ours.encode(text) == ref.encode(text), repr(text)
+    # the ASCII rule accepts exactly printable ASCII but "&", plus tab, \n, form feed, \r
+    accepted = {chr(code) for code in range(128) if simple_tokenizer.ftfy_is_identity(f"a{chr(code)}b")}
+    assert accepted == {chr(code) for code in range(32, 127)} - {"&"} | {"\t", "\n", "\x0c", "\r"}
+
+
+def test_ftfy_shortcut_random_ascii_with_controls(ours, ref):
+    rng = random.Random(5)
+    alphabet = [chr(code) for code in range(128)] + list("aeiou tsnr'") * 6
+    for _ in range(1500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert_identity_claim(text)
+        assert ours.encode(text) == ref.encode(text), repr(text)
+
+
+def test_ftfy_shortcut_boundary_unicode_characters(ours, ref):
+    # every code point of the ranges where ftfy's fixers act, and neighbours, in contexts
+    codepoints = [*range(0x80, 0x250), *range(0x2000, 0x2070), *range(0x3000, 0x3040),
+                  *range(0xFB00, 0xFB50), *range(0xFE00, 0xFE10), *range(0xFEFE, 0xFF00),
+                  *range(0xFF00, 0xFFF0, 3), *range(0xFFF8, 0x10000), 0xD800, 0xDC00, 0xDFFF,
+                  0x1D173, 0x1D17A, 0xE0001, 0xE0067, 0x1F600, 0x10FFFF]
+    for code in codepoints:
+        c = chr(code)
+        for text in (c, f"ab{c}cd", f"é{c}", f"{c}{c} x", f"Ã{c}"):
+            assert_identity_claim(text)
+            assert ours.encode(text) == ref.encode(text), repr(text)
+
+
+def test_fixer_characters_cover_every_fixer():
+    # each of the eight character-level fixers is the identity on all other code points
+    steps = simple_tokenizer._FTFY
+    fixer_chars = steps["fixer_chars"]
+    others = "".join(chr(code) for code in range(0x110000) if not fixer_chars.match(chr(code)))
+    assert 0x10F000 < len(others) < 0x110000
+    for fixer in steps["fixers"]:
+        for start in range(0, len(others), 1 << 16):
+            piece = others[start:start + (1 << 16)]
+            assert fixer(piece) == piece, (fixer.__name__, start)
+    # and the fixers do change each kind of fixer character
+    import ftfy
+    for text in ["\x80", "ﬁ", "Ａ", "\u201c", "\r", "\ud800", "\x1b[0m", "\x00"]:
+        assert ftfy.fix_text(text) != text
+
+
+def test_mojibake_prefilter_never_hides_mojibake():
+    from ftfy.badness import MOJIBAKE_CATEGORIES, is_bad
+    prefilter = simple_tokenizer._FTFY["mojibake_prefilter"]
+    assert simple_tokenizer._FTFY["mojibake_width"] is not None  # windowed search is on
+    alphabet = sorted(set("".join(MOJIBAKE_CATEGORIES.values())) | set("abcXYZ .,!?'\"0123 \t\n")
+                      | set("ÂÃÎÐØÙàœŒ×²³√≈‚ВГРСвЂΒΓΞΟβ€āÄ"))
+    ascii_heavy = list("abcdefghij klmnop\n") * 20 + alphabet
+    rng = random.Random(11)
+    flagged = 0
+    for i in range(20000):
+        # short texts (one search) and long ones (searched in windows), dense and sparse
+        pool, longest = (alphabet, 8) if i % 3 == 0 else (alphabet, 90) if i % 3 == 1 else (ascii_heavy, 90)
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(1, longest)))
+        if is_bad(text):
+            flagged += 1
+            assert prefilter.search(text), repr(text)
+        assert simple_tokenizer._is_bad(text) == is_bad(text), repr(text)
+    assert 1000 < flagged < 19000
+    # matches at the very start ("^" alternatives) and end of long texts
+    for bit in MOJIBAKE_BITS + ["Ã ", "Â ", "a Ã ", "×²", "ГўВЂВќa"]:
+        for text in (bit + "x" * 60, "x" * 60 + bit, "y " * 30 + bit + " z" * 30):
+            assert simple_tokenizer._is_bad(text) == is_bad(text), repr(text)
+    for text in MOJIBAKE_BITS + ["Ã©", "â€œ", "ГўВЂВ" + "ќa", "√±", "×²"]:
+        assert simple_tokenizer._is_bad(text) == is_bad(text), text
+
+
+@pytest.mark.parametrize("pattern, longest", [
+    (r"Q[a-z]{6}", 7), (r"[a-z]{6}Q", 7), (r"[a-z]{3}[QR][a-z]{3}", 7), (r"^Q[a-z ]", 2),
+    (r"Q\s?[a-z]|[a-z]{2}R", 3), (r"(?:ab|Q)Rc[^x]{2}", 6), (r"[QR][a-z]?[a-z]{0,5}", 7),
+    (r"Q.[a-z]", 3), (r"\w{2}Q\w{4}|R", 7),
+])
+def test_windowed_search_finds_every_match(pattern, longest):
+    # synthetic patterns whose required character sits at either end of long matches
+    regex = std_re.compile(pattern)
+    required, width = simple_tokenizer._analyse_mojibake_regex(regex)
+    assert required is not None and required <= {ord("Q"), ord("R")}
+    assert width == longest
+    prefilter = std_re.compile(simple_tokenizer._char_class(required))
+    rng = random.Random(pattern)
+    found = 0
+    for _ in range(4000):
+        text = "".join(rng.choice("abcdefgh  QR\nx") if rng.random() < 0.3 else rng.choice("abcdefgh ")
+                       for _ in range(rng.randint(0, 120)))
+        expected = regex.search(text) is not None
+        found += expected
+        assert simple_tokenizer._windowed_search(regex, prefilter, width, text) == expected, repr(text)
+    assert 10 <= found < 3900
+    # a match right at the start, in the middle and at the end of long texts
+    for _ in range(300):
+        match = "".join(rng.choice("abcQR ") for _ in range(width))
+        for text in (match + " " * 50, " " * 50 + match, " " * 25 + match + " " * 25):
+            expected = regex.search(text) is not None
+            assert simple_tokenizer._windowed_search(regex, prefilter, width, text) == expected, repr(text)
+
+
+@pytest.mark.parametrize("pattern, has_required, has_width", [
+    (r"Q[a-z]{3}|\w", False, True),     # an alternative without an explicit character set
+    (r"Q(?=a)", True, False),           # look-ahead: windows could change the result
+    (r"Q$", True, False),
+    (r"Q\b", True, False),
+    (r"Q[a-z]*", True, False),          # unbounded width
+    (r"(?i)Q[a-z]", False, False),      # case-insensitive: not analysed
+    (r"(?m:^Q)", True, False),          # inline flags: not analysed
+])
+def test_mojibake_regex_analysis_refuses_unsafe_patterns(pattern, has_required, has_width):
+    required, width = simple_tokenizer._analyse_mojibake_regex(std_re.compile(pattern))
+    assert (required is not None) == has_required
+    assert (width is not None) == has_width or required is None
+
+
+def test_fix_text_matches_ftfy(varied):
+    import ftfy
+    texts = list(dict.fromkeys(varied)) + [
+        "a<b\n&amp; after a '<' line\n&lt;", "&amp;\n<\n&amp;", "x &lt; y &amp;amp; z",
+        "first\r\nsecond\rthird\u2028fourth\x85", "\n\n&amp;\n", "Ã©\nÃ©\r\nâ€™",
+        "&#x1b;[31m &#128; &#xd800;", "ﬁ&amp;ﬂ", "&AMP; &EACUTE; P&EACUTE;REZ", "",
+    ]
+    for text in texts:
+        assert simple_tokenizer._fix_text(text) == ftfy.fix_text(text), repr(text)
+
+
+def test_fix_text_segment_limit(monkeypatch):
+    # segments longer than ftfy's max_decode_length are cut; compare with ftfy using a
+    # small limit on both sides
+    import ftfy
+    monkeypatch.setattr(simple_tokenizer, "_FTFY_SEGMENT_LIMIT", 7)
+    rng = random.Random(3)
+    pieces = ["Ã©", "&amp;", "<", "\n", "é", "ab", "\u201c", "cafe\u0301", " "]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert simple_tokenizer._fix_text(text) == ftfy.fix_text(text, max_decode_length=7), repr(text)
+
+
+def test_without_ftfy_shortcuts_results_are_unchanged(monkeypatch, ref, varied):
+    # an unknown ftfy version disables every shortcut: plain ftfy.fix_text
+    monkeypatch.setattr(simple_tokenizer, "_FTFY", None)
+    assert not simple_tokenizer.ftfy_is_identity("a photo")
+    ours = fresh_ours()
+    for text in list(dict.fromkeys(varied))[:300]:
+        assert ours.encode(text) == ref.encode(text), text
+
+
+@pytest.mark.parametrize("version, supported", [
+    ("6.0.3", True), ("6.1.1", True), ("6.2.3", True), ("6.3.1", True), ("6.4.0", False),
+    ("7.0", False), ("5.9", False), ("6.3rc1", False), ("unknown", False),
+])
+def test_shortcuts_only_for_checked_ftfy_versions(monkeypatch, version, supported):
+    import ftfy
+    monkeypatch.setattr(ftfy, "__version__", version)
+    assert (simple_tokenizer._build_ftfy_steps() is not None) == supported
+
+
+def test_whitespace_facts_the_shortcut_relies_on():
+    import sys as _sys
+    import regex
+    space = regex.compile(r"\s")
+    # regex's \s and str.isspace agree except on U+001C-U+001F (excluded by the shortcut)
+    differ = [code for code in range(_sys.maxunicode + 1)
+              if (space.match(chr(code)) is not None) != chr(code).isspace()]
+    assert differ == [0x1C, 0x1D, 0x1E, 0x1F]
+    # lower() never creates or removes whitespace
+    for code in range(_sys.maxunicode + 1):
+        c = chr(code)
+        lowered = c.lower()
+        if c.isspace():
+            assert lowered == c
+        else:
+            assert not any(x.isspace() for x in lowered), hex(code)
+
+
+def test_ascii_word_regex_matches_the_word_regex(ours):
+    rng = random.Random(8)
+    alphabet = [chr(code) for code in range(128)] + list("abcz09'<|>") * 4
+    samples = ["<|startoftext|>", "<|endoftext|>x", "'s't're've'm'll'd", "a'sb", "<|startoftext|", "''s"]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25))).lower() for _ in range(5000)]
+    for text in samples:
+        assert simple_tokenizer._ASCII_WORDS.findall(text) == ours.pat.findall(text), repr(text)
+
+
+@pytest.mark.parametrize("text", [
+    "ΟΔΟΣ ΟΔΟΣ\tΟΔΟΣ. ΣΑΣ", "İSTANBUL İi", "it'ſ <|ſtartoftext|> \u212aelvin", "ǅemal ǈ ǋ",
+    "ﬀ ﬁ \u1e9e ß", "x\u00a0y\u2009z\u3000w", "a\x0cb\tc", "ا\tب", "\u00a0\u00a0", "\t \x0c",
+])
+def test_case_and_space_corner_cases(ours, ref, text):
+    assert ours.encode(text) == ref.encode(text)
+    check_tokenize(ref, [text, text.upper(), text.lower()], truncate=True)
+
+
+def test_bpe_matches_reference_on_random_words(ref):
+    ours = fresh_ours()
+    rng = random.Random(21)
+    alphabets = ["ab", "aab", "abc ", "thequickbrownfx", "".join(ours.byte_encoder.values())]
+    words = ["a" * n for n in range(1, 40)] + ["ab" * n for n in range(1, 20)]
+    words += ["".join(rng.choice(rng.choice(alphabets)).strip() or "x" for _ in range(rng.randint(1, 30)))
+              for _ in range(2000)]
+    enc = ours.byte_encoder
+    for word in words:
+        mapped = "".join(enc[b] for b in word.encode("utf-8"))
+        assert ours.bpe(mapped) == ref.bpe(mapped), word
+
+
+# --- caches -----------------------------------------------------------------
+
+def test_caches_never_change_results(ref, varied):
+    ours = fresh_ours()
+    texts = list(dict.fromkeys(varied))[:400]
+    first = [ours.encode(text) for text in texts]
+    short = [text for text in texts if len(text) <= simple_tokenizer.TEXT_CACHE_MAX_CHARS]
+    assert len(texts) - 5 < len(short) < len(texts)  # a few long texts bypass the text cache
+    assert ours._text_cache.cache_info().currsize == len(short)
+    # the returned lists are copies: mutating them does not touch the cache
+    for ids in first:
+        ids.append(-1)
+        ids[:1] = [12345]
+    second = [ours.encode(text) for text in texts]
+    assert second == [ref.encode(text) for text in texts]
+    # a tokenizer with warm word caches but a cold text cache agrees too
+    ours._text_cache.cache_clear()
+    assert [ours.encode(text) for text in texts] == second
+    ours.clear_caches()
+    assert ours.cache == {"<|startoftext|>": "<|startoftext|>", "<|endoftext|>": "<|endoftext|>"}
+    assert not ours._word_ids and not ours._chunk_ids and ours._text_cache.cache_info().currsize == 0
+    assert [ours.encode(text) for text in reversed(texts)] == second[::-1]
+
+
+def test_tokenize_with_mutated_input_list(ref):
+    texts = ["a photo of a cat", "a photo of a dog", "a photo of a cat", "&amp; café"]
+    first = clip.tokenize(texts).asnumpy()
+    np.testing.assert_array_equal(first, expected_tokenize(ref, texts))
+    texts[0] = "a diagram"
+    texts.append("a photo of a dog")
+    texts[1] += "!"
+    second = clip.tokenize(texts).asnumpy()
+    np.testing.assert_array_equal(second, expected_tokenize(ref, texts))
+    assert (second[2] == first[2]).all()
+    # the returned array is a fresh, writable array each time
+    second[:] = 0
+    np.testing.assert_array_equal(clip.tokenize(texts).asnumpy(), expected_tokenize(ref, texts))
+
+
+def test_tokenize_repeated_texts_in_one_batch(ref):
+    texts = ["a cat", "&lt;b&gt;", "a cat", "", "a cat", "&lt;b&gt;", "Ã©tÃ©"] * 50
+    check_tokenize(ref, texts)
+
+
+def test_bounded_caches(monkeypatch, ref, varied):
+    monkeypatch.setattr(simple_tokenizer, "TEXT_CACHE_SIZE", 50)
+    monkeypatch.setattr(simple_tokenizer, "WORD_CACHE_SIZE", 40)
+    ours = fresh_ours()
+    texts = list(dict.fromkeys(varied))[:300]
+    for _ in range(2):
+        for text in texts:
+            assert ours.encode(text) == ref.encode(text), text
+            assert len(ours._word_ids) <= 40 and len(ours._chunk_ids) <= 40
+        np.testing.assert_array_equal(ours.token_array(texts, 77, True), expected_tokenize(ref, texts, truncate=True))
+    info = ours._text_cache.cache_info()
+    assert info.maxsize == 50 and info.currsize == 50
+
+
+def test_long_strings_are_not_cached(monkeypatch, ref):
+    monkeypatch.setattr(simple_tokenizer, "TEXT_CACHE_MAX_CHARS", 30)
+    monkeypatch.setattr(simple_tokenizer, "WORD_CACHE_MAX_CHARS", 5)
+    ours = fresh_ours()
+    texts = ["a short one", "a photo of a cat sitting on a long wooden table", "supercalifragilistic!!",
+             "x" * 40 + " &amp; " + "é" * 10]
+    for _ in range(2):
+        for text in texts:
+            assert ours.encode(text) == ref.encode(text)
+        np.testing.assert_array_equal(ours.token_array(texts, 16, True), expected_tokenize(ref, texts, 16, True))
+    assert ours._text_cache.cache_info().currsize == 2  # the texts of at most 30 characters
+    assert all(len(key) <= 5 for key in ours._word_ids) and all(len(key) <= 5 for key in ours._chunk_ids)
+    assert "supercalifragilistic" not in ours._word_ids and "photo" in ours._word_ids
+
+
+def test_tokenizer_pickles_and_copies(ref):
+    import copy
+    import pickle
+    ours = fresh_ours()
+    text = "a photo of a cat &amp; a café"
+    ids = ours.encode(text)
+    for other in (pickle.loads(pickle.dumps(ours)), copy.deepcopy(ours)):
+        assert other.encode(text) == ids == ref.encode(text)
+        assert other.encode("new text here") == ref.encode("new text here")

@@ -1,0 +1,131 @@
+"""The fast paths of ``CLIP.encode_text`` / ``encode_image`` give the full computation's results.
+
+- Short prompts: only the tokens up to the batch's last end-of-text token are computed; with the
+  causal mask the later tokens never reach an end-of-text feature. Compared with the full
+  77-token computation (``_compute_text_features``) for mixed lengths in one batch, eager and
+  compiled.
+- Compiled towers pad the batch to a bucket and the text to a multiple of 8; batches of changing
+  size (1, 3, 7, a smaller last batch) give the rows the eager model gives, and reuse graphs.
+- The channels-last convolution (im2col) equals a direct convolution computed in NumPy.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor
+
+import clip
+from clip.model import Conv2d, batch_bucket, length_bucket
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
+
+TEXTS = ["a", "a photo of a dog", "a diagram of a very small red car parked next to a house at night",
+         "two cats", "x " * 30, "an astronaut riding a horse"]
+
+
+@pytest.fixture(scope="module", params=["vit", "resnet"])
+def tiny_ckpt(request, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("fast") / f"tiny_{request.param}.ckpt")
+    write_tiny_checkpoint(path, kind=request.param, seed=3)
+    return path
+
+
+def _full_text(model, tokens):
+    return model._compute_text_features(tokens).asnumpy()  # all 77 positions
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "compiled"])
+def test_short_prompts_equal_full_computation(tiny_ckpt, eager):
+    model, _ = clip.load(tiny_ckpt, device="CPU", eager=eager)
+    assert model.compiled_towers[1] is (not eager)
+    tokens = clip.tokenize(TEXTS)
+    full = _full_text(model, tokens)
+    fast = model.encode_text(tokens).asnumpy()
+    np.testing.assert_allclose(fast, full, rtol=1e-5, atol=1e-6)
+    # rows in another order and a single row: each row's feature does not depend on the others
+    order = [3, 0, 5, 1]
+    np.testing.assert_allclose(model.encode_text(tokens[order]).asnumpy(), full[order], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.encode_text(tokens[1]).asnumpy(), full[1:2], rtol=1e-5, atol=1e-6)
+
+
+def test_short_prompt_path_can_fail(tiny_ckpt):
+    """Cutting one token too early (before an end-of-text token) changes that row's feature:
+    the equality above is not vacuous."""
+    model, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
+    tokens = clip.tokenize(TEXTS)
+    full = _full_text(model, tokens)
+    length = int(tokens.argmax(-1).max())  # one short of the last end-of-text token
+    cut = model._compute_text_features(tokens[:, :length]).asnumpy()
+    longest = int(tokens.argmax(-1).argmax())
+    assert not np.allclose(cut[longest], full[longest], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
+def test_changing_batch_sizes_match_eager(tiny_ckpt, mode):
+    eager, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
+    model, preprocess = clip.load(tiny_ckpt, device="CPU", mode=mode)
+    rng = np.random.RandomState(0)
+    r = model.visual.input_resolution
+    images = rng.randn(11, 3, r, r).astype(np.float32)
+    tokens = clip.tokenize(TEXTS * 2)[:11]
+    expected_images = eager.encode_image(Tensor(images)).asnumpy()
+    expected_texts = eager.encode_text(tokens).asnumpy()
+    for rows in ([0], [1, 2, 3], list(range(4, 11)), list(range(8)), list(range(8, 11))):
+        got = model.encode_image(Tensor(images[rows])).asnumpy()
+        np.testing.assert_allclose(got, expected_images[rows], rtol=1e-4, atol=1e-5)
+        got = model.encode_text(tokens[rows]).asnumpy()
+        np.testing.assert_allclose(got, expected_texts[rows], rtol=1e-4, atol=1e-5)
+    logits, _ = model(Tensor(images[:3]), tokens[:5])
+    assert logits.shape == (3, 5)
+
+
+def test_buckets():
+    assert [batch_bucket(n) for n in range(1, 18)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16, 24]
+    assert all(batch_bucket(n) >= n and batch_bucket(n) < 1.5 * n + 1 for n in range(1, 2000))
+    assert len({batch_bucket(n) for n in range(1, 257)}) == 16  # few graphs for any batch up to 256
+    assert [length_bucket(n, 77) for n in (1, 8, 9, 16, 70, 72, 73, 77)] == [8, 8, 16, 16, 72, 72, 77, 77]
+
+
+def test_load_eager_and_graph_conflict(tiny_ckpt):
+    with pytest.raises(ValueError, match="eager"):
+        clip.load(tiny_ckpt, device="CPU", mode=0, eager=True)
+
+
+def test_default_compiles_vit_and_text_but_not_resnet_image(tiny_ckpt):
+    model, _ = clip.load(tiny_ckpt, device="CPU")
+    resnet = isinstance(model.visual, clip.model.ModifiedResNet)
+    assert model.compiled_towers == (not resnet, True)
+    model, _ = clip.load(tiny_ckpt, device="CPU", mode=0)
+    assert model.compiled_towers == (True, True)
+    model, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
+    assert model.compiled_towers == (False, False)
+
+
+def _numpy_conv(x, w, stride, padding):
+    """Direct convolution, NCHW, float64."""
+    n, c, h, _ = x.shape
+    o, _, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_size = (h + 2 * padding - k) // stride + 1
+    out = np.zeros((n, o, out_size, out_size))
+    for i in range(out_size):
+        for j in range(out_size):
+            patch = xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k]  # [N, C, k, k]
+            out[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    return out
+
+
+@pytest.mark.parametrize("k,stride,padding,size", [(3, 1, 1, 9), (3, 2, 1, 10), (1, 1, 0, 5), (3, 1, 0, 6)])
+def test_channels_last_convolution(k, stride, padding, size):
+    rng = np.random.RandomState(k + stride + size)
+    x = rng.randn(2, 5, size, size)
+    w = rng.randn(7, 5, k, k)
+    conv = Conv2d(5, 7, k, size, stride=stride, padding=padding)
+    conv.weight.set_data(Tensor(w.astype(np.float32)))
+    got = conv(Tensor(x.transpose(0, 2, 3, 1).astype(np.float32))).asnumpy().transpose(0, 3, 1, 2)
+    expected = _numpy_conv(x, w, stride, padding)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
