@@ -51,9 +51,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TESTS = os.path.join(ROOT, "tests")
 
-FRAMEWORKS = ("torch", "pynative", "graph")
-LABELS = {"torch": "PyTorch (OpenAI)", "pynative": "MindSpore PyNative", "graph": "MindSpore graph"}
-TOWERS = ("image", "text")
+FRAMEWORKS = ("torch", "default", "eager", "graph")
+LABELS = {"torch": "PyTorch (OpenAI)", "default": "MindSpore default", "eager": "MindSpore eager",
+          "graph": "MindSpore mode=0"}
+# "text": prompts of 8-18 BPE ids (the usual zero-shot prompts); "text77": every row 77 tokens
+TOWERS = ("image", "text", "text77")
+LOAD_ARGS = {"default": {}, "eager": {"eager": True}, "graph": {"mode": 0}}
+
+
+def cpu_description():
+    """The CPU model and its widest vector ISA, from /proc/cpuinfo (Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == (platform.processor() or platform.machine()):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model}, {isa}"
 SOT, EOT, CONTEXT = 49406, 49407, 77
 
 
@@ -122,7 +142,7 @@ def _parse_cpus(text):
 # ---------------------------------------------------------------------------------------------
 # Helper process 1: random weights and inputs (PyTorch + OpenAI's code)
 
-def prepare_reference(arch, outdir, batch, seed):
+def prepare_reference(arch, outdir, batch, seed, text_batch):
     import numpy as np
     import torch
 
@@ -142,13 +162,15 @@ def prepare_reference(arch, outdir, batch, seed):
     rng = np.random.RandomState(seed)
     res = model.visual.input_resolution
     images = rng.randn(batch, 3, res, res).astype(np.float32)
-    tokens = np.zeros((batch, CONTEXT), np.int64)
-    for row in range(batch):
+    tokens = np.zeros((text_batch, CONTEXT), np.int64)
+    for row in range(text_batch):
         length = rng.randint(10, 21)  # start + 8..18 text ids + end
         tokens[row, 0] = SOT
         tokens[row, 1:length - 1] = rng.randint(256, SOT, size=length - 2)  # ordinary BPE ids
         tokens[row, length - 1] = EOT
-    np.savez(os.path.join(outdir, "inputs.npz"), images=images, tokens=tokens)
+    tokens77 = np.concatenate([np.full((text_batch, 1), SOT), rng.randint(256, SOT, size=(text_batch, CONTEXT - 2)),
+                               np.full((text_batch, 1), EOT)], axis=1).astype(np.int64)
+    np.savez(os.path.join(outdir, "inputs.npz"), images=images, tokens=tokens, tokens77=tokens77)
     print(json.dumps({"pth": pth, "resolution": int(res),
                       "parameters": int(sum(p.numel() for p in model.parameters()))}))
 
@@ -187,7 +209,7 @@ def _torch_runner(spec, threads):
     if spec["tower"] == "image":
         x, encode = torch.from_numpy(data["images"]), model.encode_image
     else:
-        x, encode = torch.from_numpy(data["tokens"]).long(), model.encode_text  # OpenAI: int64
+        x, encode = torch.from_numpy(data[_token_key(spec)]).long(), model.encode_text  # OpenAI: int64
 
     def run():
         with torch.no_grad():
@@ -197,6 +219,10 @@ def _torch_runner(spec, threads):
             "threads_setting": {"torch.get_num_threads": torch.get_num_threads(),
                                 "torch.get_num_interop_threads": torch.get_num_interop_threads()}}
     return run, load_s, info
+
+
+def _token_key(spec):
+    return "tokens77" if spec["tower"] == "text77" else "tokens"
 
 
 def _mindspore_runner(spec, threads):
@@ -210,14 +236,14 @@ def _mindspore_runner(spec, threads):
     rss_import = _mb(_status_kb("VmRSS"))
 
     t0 = time.perf_counter()
-    model, _ = clip.load(spec["ckpt"], device="CPU", mode=0 if spec["framework"] == "graph" else 1)
+    model, _ = clip.load(spec["ckpt"], device="CPU", **LOAD_ARGS[spec["framework"]])
     load_s = time.perf_counter() - t0
 
     data = np.load(spec["inputs"])
     if spec["tower"] == "image":
         x, encode = ms.Tensor(data["images"]), model.encode_image
     else:
-        x, encode = ms.Tensor(data["tokens"].astype(np.int32)), model.encode_text  # clip.tokenize: int32
+        x, encode = ms.Tensor(data[_token_key(spec)].astype(np.int32)), model.encode_text  # clip.tokenize: int32
 
     def run():
         return encode(x).asnumpy()
@@ -342,7 +368,8 @@ def report(results, cpus, args):
                        _fmt(r["peak_rss_load_mb"], ".0f"), _fmt(load_ratio, ".2f"),
                        _fmt(r["peak_rss_run_mb"], ".0f"), _fmt(mem_ratio, ".2f")])
 
-    print(f"\nencode throughput: batch {args.batch}, median of {args.iters} timed calls after "
+    print(f"\nCPU: {cpu_description()}")
+    print(f"encode throughput: {args.batch} images / {args.text_batch} texts per call, median of {args.iters} timed calls after "
           f"{args.warmup} warm-up call(s); CPUs {','.join(map(str, cpus))} "
           f"({len(cpus)} thread(s) per framework)")
     print(_table(["model", "tower", "framework/mode", "1st call s", "median s", "items/s", "x torch",
@@ -359,7 +386,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="ViT-B/32,RN50", help="comma-separated (default ViT-B/32,RN50)")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16, help="images per call (default 16)")
+    parser.add_argument("--text-batch", type=int, default=64, help="texts per call (default 64)")
     parser.add_argument("--iters", type=int, default=5, help="timed calls per measurement (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed-for-throughput calls first, >= 1; "
                         "the first one is timed on its own (graph compilation)")
@@ -367,7 +395,8 @@ def main(argv=None):
                         help="CPU set for every framework, e.g. 0,1 or 0-3 (default: all this process may use)")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
-    parser.add_argument("--towers", default=",".join(TOWERS), help="image,text or one of them")
+    parser.add_argument("--towers", default=",".join(TOWERS),
+                        help="image, text (prompts of 8-18 BPE ids), text77 (77-token texts); default all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write all results to this file")
     parser.add_argument("--workdir", default=None, help="keep weights/inputs here (default: a temporary folder)")
@@ -381,7 +410,7 @@ def main(argv=None):
     if args._worker:
         return worker(args._worker)
     if args._prepare:
-        return prepare_reference(args._prepare[0], args._prepare[1], args.batch, args.seed)
+        return prepare_reference(args._prepare[0], args._prepare[1], args.batch, args.seed, args.text_batch)
     if args._convert:
         return prepare_checkpoint(args._convert)
 
@@ -415,7 +444,7 @@ def _measure(args, models, frameworks, towers, cpus, workdir):
         os.makedirs(mdir, exist_ok=True)
         print(f"[{arch}] random weights and inputs ...", file=sys.stderr, flush=True)
         try:
-            info = json.loads(_run(["--_prepare", arch, mdir, "--batch", str(args.batch),
+            info = json.loads(_run(["--_prepare", arch, mdir, "--batch", str(args.batch), "--text-batch", str(args.text_batch),
                                     "--seed", str(args.seed)], cpus, f"{arch}: preparing weights"))
             if any(f != "torch" for f in frameworks):
                 info.update(json.loads(_run(["--_convert", mdir], cpus, f"{arch}: converting to .ckpt")))
@@ -428,7 +457,8 @@ def _measure(args, models, frameworks, towers, cpus, workdir):
             reference_features = None
             for framework in frameworks:
                 tag = f"{framework}_{tower}"
-                spec = dict(arch=arch, tower=tower, framework=framework, batch=args.batch, iters=args.iters,
+                batch = args.batch if tower == "image" else args.text_batch
+                spec = dict(arch=arch, tower=tower, framework=framework, batch=batch, iters=args.iters,
                             warmup=args.warmup, cpus=cpus, pth=info["pth"], ckpt=info.get("ckpt"),
                             inputs=os.path.join(mdir, "inputs.npz"),
                             features=os.path.join(mdir, f"{tag}_features.npy"),
@@ -463,6 +493,7 @@ def _measure(args, models, frameworks, towers, cpus, workdir):
                                     "warmup": args.warmup, "cpus": cpus, "frameworks": frameworks,
                                     "towers": towers, "seed": args.seed, "python": platform.python_version(),
                                     "machine": platform.machine(), "cpu_count": os.cpu_count(),
+                                    "cpu": cpu_description(), "text_batch": args.text_batch,
                                     "workdir": args.workdir},
                        "models": prepared, "results": results}, f, indent=1)
         print(f"\nwrote {args.json}")

@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from . import _download, pt_reader, transform
-from .model import ModifiedResNet, build_model, convert_torch_state_dict
+from .model import ModifiedResNet, VisionTransformer, build_model, convert_torch_state_dict
 from .simple_tokenizer import SimpleTokenizer as _Tokenizer
 
 __all__ = ["available_models", "load", "tokenize"]
@@ -136,6 +136,22 @@ def _state_dict_from_file(path):
                      "'.ckpt' files and PyTorch '.pt'/'.pth' files (OpenAI's releases or state dicts)")
 
 
+def _graph_memory_budget():
+    """Bytes a compiled ResNet image tower may keep (``CLIP_GRAPH_MEMORY_GB``, default 4)."""
+    value = os.environ.get("CLIP_GRAPH_MEMORY_GB", "4")
+    try:
+        budget = float(value)
+    except ValueError:
+        raise ValueError(f"CLIP_GRAPH_MEMORY_GB must be a number of gigabytes, got {value!r}") from None
+    return budget * 2 ** 30
+
+
+def _graph_image_rows(visual):
+    """How many images a compiled ResNet image tower takes per call within the memory budget
+    (at most 16); 0 when not even one image fits, and the tower then stays eager."""
+    return int(min(16, _graph_memory_budget() // visual.graph_bytes_per_image()))
+
+
 def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_root: str = None,
          jit: bool = False, sha256: str = None, eager: bool = False):
     """Load a CLIP model.
@@ -155,9 +171,11 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     mode : int
         ``1`` (``mindspore.PYNATIVE_MODE``, default): MindSpore's PyNative-plus-``jit`` style: the
         text tower and a ViT's image tower run as compiled graphs (``mindspore.jit``), the rest
-        eagerly; a ResNet's image tower stays eager, because its compiled graph would keep several
-        GB of intermediate buffers. ``0`` (``mindspore.GRAPH_MODE``): both towers compiled, the
-        ResNet's too. The global execution mode is left as it is either way.
+        eagerly; a ResNet's image tower stays eager, because a compiled graph keeps all its
+        intermediate buffers (0.4 GB per image for RN50, 8 GB for RN50x64). ``0``
+        (``mindspore.GRAPH_MODE``): the ResNet's image tower is compiled too, for as many images per
+        call as fit in ``$CLIP_GRAPH_MEMORY_GB`` (default 4; larger batches run in chunks; eager if
+        not one image fits). The global execution mode is left as it is either way.
     download_root : str
         Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.
     jit : bool
@@ -203,8 +221,11 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     dtype = ms.float32 if target == "CPU" else ms.float16
     model = build_model(state_dict, dtype=dtype, source=path)
     if not eager:
-        vit = not isinstance(model.visual, ModifiedResNet)
-        model.compile_towers(image=vit or run_mode == ms.GRAPH_MODE, text=True)
+        image_rows = None
+        if isinstance(model.visual, ModifiedResNet) and run_mode == ms.GRAPH_MODE:
+            image_rows = _graph_image_rows(model.visual)
+        compile_image = isinstance(model.visual, VisionTransformer) or bool(image_rows)
+        model.compile_towers(image=compile_image, text=True, image_rows=image_rows or None)
     return model, transform._transform(model.visual.input_resolution)
 
 

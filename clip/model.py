@@ -258,6 +258,18 @@ class ModifiedResNet(nn.Cell):
         embed_dim = width * 32  # channels after layer4
         self.attnpool = AttentionPool2d(input_resolution // 32, embed_dim, heads, output_dim)
 
+    def graph_bytes_per_image(self) -> int:
+        """About how many bytes a compiled graph of this tower keeps per image: MindSpore's
+        compiled graphs keep every intermediate buffer, and each convolution's are its gathered
+        taps, its output, BatchNorm's two results and the ReLU's (float32)."""
+        values = 0
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, Conv2d):
+                out_channels, in_channels, k, _ = cell.weight.shape
+                taps = in_channels * k * k if cell.index is not None else 0
+                values += cell.output_size ** 2 * (taps + 4 * out_channels)
+        return int(4 * 1.55 * values)
+
     def _make_layer(self, planes, blocks, stride=1):
         layers = [Bottleneck(self._inplanes, planes, stride, self._size)]
         self._inplanes = planes * Bottleneck.expansion
@@ -447,6 +459,7 @@ class CLIP(nn.Cell):
         # ``load(mode=GRAPH)`` replaces these by compiled versions (see ``compile_towers``)
         self._image_features = self._compute_image_features
         self._text_features = self._compute_text_features
+        self._image_rows = None
 
     def build_attention_mask(self):
         """The causal mask of the text transformer: ``-inf`` above the diagonal."""
@@ -458,14 +471,19 @@ class CLIP(nn.Cell):
         """The compute dtype: float16 for OpenAI's GPU/Ascend setting, float32 on CPU."""
         return self.visual.conv1.weight.dtype
 
-    def compile_towers(self, image: bool = True, text: bool = True):
+    def compile_towers(self, image: bool = True, text: bool = True, image_rows: int = None):
         """Run the image and/or text tower as compiled graphs (``mindspore.jit``) from now on,
         without touching MindSpore's global execution mode; the other tower runs eagerly.
 
         Batch sizes are rounded up to a few buckets (1, 2, 3, 4, 6, 8, 12, 16, 24, ...; the extra
         rows are zeros and dropped) and text lengths to multiples of 8, so each bucket compiles once:
         a loop whose last batch is smaller, or calls with 1, 3 or 7 images, reuse a few graphs.
-        A compiled graph keeps its intermediate buffers for as long as it lives (see the README)."""
+        A compiled graph keeps its intermediate buffers for as long as it lives (see the README).
+        ``image_rows``: compile the image tower for exactly this many images and run larger or
+        smaller batches in chunks of that size (one graph, bounded memory); default: buckets."""
+        if image_rows is not None and (isinstance(image_rows, bool) or int(image_rows) < 1):
+            raise ValueError(f"image_rows must be a positive integer, got {image_rows!r}")
+        self._image_rows = None if image_rows is None else int(image_rows)
         self._image_features = ms.jit(self._compute_image_features) if image else self._compute_image_features
         self._text_features = ms.jit(self._compute_text_features) if text else self._compute_text_features
         return self
@@ -485,8 +503,8 @@ class CLIP(nn.Cell):
         for _, param in self.parameters_and_names():
             if param.dtype != ms.float32:
                 param.set_dtype(ms.float32)
-        if any(self.compiled_towers):
-            self.compile_towers(*self.compiled_towers)  # the graphs were specialised for the old dtypes
+        if any(self.compiled_towers):  # the graphs were specialised for the old dtypes
+            self.compile_towers(*self.compiled_towers, image_rows=self._image_rows)
         return self
 
     # -- the towers -----------------------------------------------------------------------------
@@ -512,9 +530,14 @@ class CLIP(nn.Cell):
         if image.ndim == 3:
             image = image.expand_dims(0)
         _check_image(image, self.visual.input_resolution)
-        if self.compiled_towers[0]:
+        if not self.compiled_towers[0]:
+            return self._image_features(image)
+        rows = self._image_rows
+        if rows is None:
             return _padded_call(self._image_features, image, batch_bucket(image.shape[0]))
-        return self._image_features(image)
+        chunks = [_padded_call(self._image_features, image[start:start + rows], rows)
+                  for start in range(0, image.shape[0], rows)]
+        return chunks[0] if len(chunks) == 1 else ops.cat(chunks)
 
     def encode_text(self, text):
         """Text features ``[N, embed_dim]`` of token ids ``[N, n_ctx]`` from :func:`clip.tokenize`
@@ -785,10 +808,15 @@ def load_weights(model: nn.Cell, state_dict, dtype=ms.float32, check_finite: boo
         if check_finite and not np.isfinite(value).all():
             raise WeightsMismatchError(f"parameter {name}{where} contains NaN or Inf values")
         half = dtype == ms.float16 and _is_half_param(name, cell_types)
-        if param.dtype != (ms.float16 if half else ms.float32):
+        array = np.ascontiguousarray(value, dtype=np.float16 if half else np.float32).reshape(param.shape)
+        if param.dtype == (ms.float16 if half else ms.float32) and param.has_init is False:
+            # in place: a compiled graph that already uses this parameter sees the new values
+            # (``set_data`` gives the parameter new storage and such a graph keeps the old one)
+            ops.assign(param, Tensor(array))
+        else:
             param.set_dtype(ms.float16 if half else ms.float32)
-        array = np.ascontiguousarray(value, dtype=np.float16 if half else np.float32)
-        param.set_data(Tensor(array.reshape(param.shape)))
+            param.set_data(Tensor(array))
+
     return model
 
 

@@ -129,3 +129,36 @@ def test_channels_last_convolution(k, stride, padding, size):
     expected = _numpy_conv(x, w, stride, padding)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_image_rows_chunks_match_eager(tiny_ckpt):
+    """A compiled image tower with a fixed number of rows per call (how ``load(mode=0)`` bounds a
+    ResNet graph's memory) runs smaller and larger batches in chunks, with the eager results."""
+    eager, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
+    model, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
+    model.compile_towers(image=True, text=False, image_rows=3)
+    r = model.visual.input_resolution
+    images = np.random.RandomState(1).randn(7, 3, r, r).astype(np.float32)
+    expected = eager.encode_image(Tensor(images)).asnumpy()
+    for rows in ([0], [1, 2, 3], list(range(7))):
+        got = model.encode_image(Tensor(images[rows])).asnumpy()
+        np.testing.assert_allclose(got, expected[rows], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="image_rows"):
+        model.compile_towers(image_rows=0)
+
+
+def test_graph_memory_budget_decides_resnet_rows(monkeypatch):
+    from clip.clip import _graph_image_rows
+    from clip.model import CLIP
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_reference import config
+    visual = CLIP(**config("RN50")).visual
+    per_image = visual.graph_bytes_per_image()
+    assert 0.3 * 2 ** 30 < per_image < 0.6 * 2 ** 30  # measured: 0.43 GB per image
+    monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", "2")
+    assert _graph_image_rows(visual) == int(2 * 2 ** 30 // per_image)
+    monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", "0.1")
+    assert _graph_image_rows(visual) == 0  # not one image: the tower stays eager
+    monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", "lots")
+    with pytest.raises(ValueError, match="CLIP_GRAPH_MEMORY_GB"):
+        _graph_image_rows(visual)
