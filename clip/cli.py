@@ -93,8 +93,8 @@ def _runtime_options(with_model=True):
                            help="Ascend, GPU or CPU ('cuda'/'cpu' accepted, optionally ':<id>'); "
                                 "default: the best available")
         group.add_argument("--mode", choices=("graph", "pynative"), default="pynative",
-                           help="MindSpore execution: graph (both towers compiled) or pynative (the text "
-                                "tower and a ViT's image tower compiled, the rest eager; default)")
+                           help="accepted for compatibility: either way the towers run as compiled "
+                                "graphs (mindspore.jit) and the global mode is left as it is")
         group.add_argument("--eager", action="store_true",
                            help="compile nothing: every operation runs eagerly (slower; for debugging)")
         group.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",

@@ -94,14 +94,18 @@ def test_load_eager_and_graph_conflict(tiny_ckpt):
         clip.load(tiny_ckpt, device="CPU", mode=0, eager=True)
 
 
-def test_default_compiles_vit_and_text_but_not_resnet_image(tiny_ckpt):
+def test_default_compiles_the_towers(tiny_ckpt, monkeypatch):
     model, _ = clip.load(tiny_ckpt, device="CPU")
-    resnet = isinstance(model.visual, clip.model.ModifiedResNet)
-    assert model.compiled_towers == (not resnet, True)
+    assert model.compiled_towers == (True, True)
     model, _ = clip.load(tiny_ckpt, device="CPU", mode=0)
     assert model.compiled_towers == (True, True)
     model, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
     assert model.compiled_towers == (False, False)
+    # a ResNet image tower whose graph would not fit the memory budget stays eager
+    monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", "1e-9")
+    model, _ = clip.load(tiny_ckpt, device="CPU")
+    resnet = isinstance(model.visual, clip.model.ModifiedResNet)
+    assert model.compiled_towers == (not resnet, True)
 
 
 def _numpy_conv(x, w, stride, padding):
