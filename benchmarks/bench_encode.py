@@ -54,7 +54,7 @@ TESTS = os.path.join(ROOT, "tests")
 FRAMEWORKS = ("torch", "default", "eager", "graph")
 LABELS = {"torch": "PyTorch (OpenAI)", "default": "MindSpore default", "eager": "MindSpore eager",
           "graph": "MindSpore mode=0"}
-# "text": prompts of 8-18 BPE ids (the usual zero-shot prompts); "text77": every row 77 tokens
+# "text": prompts of 6-16 tokens (typical zero-shot prompts); "text77": every row 77 tokens
 TOWERS = ("image", "text", "text77")
 LOAD_ARGS = {"default": {}, "eager": {"eager": True}, "graph": {"mode": 0}}
 
@@ -74,6 +74,8 @@ def cpu_description():
         pass
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     return f"{model}, {isa}"
+
+
 SOT, EOT, CONTEXT = 49406, 49407, 77
 
 
@@ -164,7 +166,7 @@ def prepare_reference(arch, outdir, batch, seed, text_batch):
     images = rng.randn(batch, 3, res, res).astype(np.float32)
     tokens = np.zeros((text_batch, CONTEXT), np.int64)
     for row in range(text_batch):
-        length = rng.randint(10, 21)  # start + 8..18 text ids + end
+        length = rng.randint(6, 17)  # start + 4..14 text ids + end: typical prompts of <= 16 tokens
         tokens[row, 0] = SOT
         tokens[row, 1:length - 1] = rng.randint(256, SOT, size=length - 2)  # ordinary BPE ids
         tokens[row, length - 1] = EOT
@@ -396,7 +398,7 @@ def main(argv=None):
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
     parser.add_argument("--towers", default=",".join(TOWERS),
-                        help="image, text (prompts of 8-18 BPE ids), text77 (77-token texts); default all")
+                        help="image, text (prompts of <= 16 tokens), text77 (77-token texts); default all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write all results to this file")
     parser.add_argument("--workdir", default=None, help="keep weights/inputs here (default: a temporary folder)")
