@@ -18,7 +18,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
 __all__ = [
-    "Conv2d", "BatchNorm", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU",
+    "Conv2d", "BatchNorm", "conv_bn", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU",
     "MultiheadAttention", "ResidualAttentionBlock", "Transformer", "VisionTransformer", "CLIP",
     "build_model", "infer_config", "batch_bucket", "length_bucket", "load_weights", "torch_name_map", "convert_torch_state_dict",
     "is_ignored_key", "TORCH_NAMES",
@@ -100,15 +100,21 @@ class Conv2d(nn.Cell):
         if kernel_size > 1 or stride > 1 or padding:
             self.index, self.output_size = _im2col_indices(input_size, kernel_size, stride, padding)
 
-    def construct(self, x):
+    def construct(self, x, scale=None, shift=None):
+        """``x``: ``[N, H, W, C]``; ``scale``/``shift`` (``[out]``, optional): an affine map of the
+        output folded into the product (an inference-mode BatchNorm, see :func:`conv_bn`)."""
         n, h, w, c = x.shape
         if self.index is None:
-            return ops.dense(x, self.weight.reshape(self.out_channels, c))  # [N, H, W, out]
-        x = ops.cat([x.reshape(n, h * w, c), ops.zeros((n, 1, c), x.dtype)], 1)  # [N, HW + 1, C]
-        cols = ops.gather(x, self.index, 1)  # [N, Ho * Wo * k * k, C]
-        cols = cols.reshape(n, self.output_size, self.output_size, -1)  # [N, Ho, Wo, k * k * C]
-        weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
-        return ops.dense(cols, weight)  # [N, Ho, Wo, out]
+            weight = self.weight.reshape(self.out_channels, c)  # [out, C]
+        else:
+            x = ops.cat([x.reshape(n, h * w, c), ops.zeros((n, 1, c), x.dtype)], 1)  # [N, HW + 1, C]
+            x = ops.gather(x, self.index, 1)  # [N, Ho * Wo * k * k, C]
+            x = x.reshape(n, self.output_size, self.output_size, -1)  # [N, Ho, Wo, k * k * C]
+            weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
+        if scale is not None:
+            weight = weight * scale.astype(weight.dtype).reshape(-1, 1)
+            shift = shift.astype(weight.dtype)
+        return ops.dense(x, weight, shift)  # [N, Ho, Wo, out]
 
 
 class BatchNorm(nn.Cell):
@@ -145,6 +151,21 @@ class BatchNorm(nn.Cell):
         scale = self.gamma * ops.rsqrt(var + self.eps)
         y = x * scale + (self.beta - mean * scale)
         return y if dtype == ms.float32 else y.astype(dtype)
+
+    def inference_affine(self):
+        """``(scale, shift)`` such that inference-mode normalisation is ``x * scale + shift``."""
+        scale = self.gamma * ops.rsqrt(self.moving_variance + self.eps)
+        return scale, self.beta - self.moving_mean * scale
+
+
+def conv_bn(conv: Conv2d, bn: BatchNorm, x):
+    """``bn(conv(x))``. In inference mode the normalisation is folded into the convolution (its
+    weight scaled, its shift a bias): the same affine map, one pass over the output instead of
+    three. In training mode BatchNorm needs the convolution's output for its batch statistics."""
+    if bn.training:
+        return bn(conv(x))
+    scale, shift = bn.inference_affine()
+    return conv(x, scale, shift)
 
 
 class AvgPool(nn.Cell):
@@ -192,12 +213,12 @@ class Bottleneck(nn.Cell):
 
     def construct(self, x):
         identity = x
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.relu1(conv_bn(self.conv1, self.bn1, x))
+        out = self.relu2(conv_bn(self.conv2, self.bn2, out))
         out = self.avgpool(out)  # [N, size / stride, size / stride, planes]
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
+        out = conv_bn(self.conv3, self.bn3, out)
+        if self.downsample is not None:  # pool, convolution, BatchNorm
+            identity = conv_bn(self.downsample[1], self.downsample[2], self.downsample[0](x))
         return self.relu3(out + identity)
 
 
@@ -279,9 +300,9 @@ class ModifiedResNet(nn.Cell):
 
     def construct(self, x):
         x = x.astype(self.conv1.weight.dtype).transpose(0, 2, 3, 1)  # [N, R, R, 3]
-        x = self.relu1(self.bn1(self.conv1(x)))  # [N, R / 2, R / 2, width / 2]
-        x = self.relu2(self.bn2(self.conv2(x)))
-        x = self.relu3(self.bn3(self.conv3(x)))  # [N, R / 2, R / 2, width]
+        x = self.relu1(conv_bn(self.conv1, self.bn1, x))  # [N, R / 2, R / 2, width / 2]
+        x = self.relu2(conv_bn(self.conv2, self.bn2, x))
+        x = self.relu3(conv_bn(self.conv3, self.bn3, x))  # [N, R / 2, R / 2, width]
         x = self.avgpool(x)  # [N, R / 4, R / 4, width]
         x = self.layer1(x)
         x = self.layer2(x)
