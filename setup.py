@@ -14,7 +14,7 @@ setup(
     if os.path.exists(os.path.join(here, "README.md")) else "",
     long_description_content_type="text/markdown",
     packages=find_packages(exclude=["tests*", "benchmarks*", "tools*"]),
-    package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"]},
+    package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz", "open_clip/*.json"]},
     include_package_data=True,
     install_requires=requirements,
     # optional: figures (clip.plotting, the notebooks)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from . import _download, datasets, evaluation
 from ._atomic import write_atomically
 from .clip import _MODELS, available_models, load
-from .convert import convert, default_output_path
+from .convert import add_open_clip_arguments, convert, default_output_path
 from .features import IMAGE_EXTENSIONS, extract_image_features, extract_text_features, open_image
 from .prompts import available_prompt_sets, get_prompt_set
 from .zeroshot import ZeroShotClassifier, zero_shot_classifier
@@ -229,6 +229,7 @@ def build_parser():
     p.add_argument("--output", "-o", default=None, metavar="OUT.ckpt",
                    help="output file (default: the input path with the suffix .ckpt; for a model name "
                         "<file stem>.ckpt in the current folder, e.g. ViT-B-32.ckpt)")
+    add_open_clip_arguments(p)
     p.set_defaults(run=_cmd_convert)
     return parser
 
@@ -691,8 +692,8 @@ def _cmd_convert(args):
     if source in _MODELS:
         # downloaded here, so that --quiet reaches the progress bar; clip.convert.convert's naming kept
         source = _model_file(source, args.download_root, _progress(args))
-        output = output or os.path.basename(default_output_path(source))
-    path = convert(source, output, args.download_root)
+        output = output or os.path.basename(default_output_path(source, args.format))
+    path = convert(source, output, args.download_root, args.model_name, args.format, args.quick_gelu)
     print(f"saved {path}")
     return 0
 

@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from . import _download, pt_reader, transform
-from .model import ModifiedResNet, VisionTransformer, build_model, convert_torch_state_dict
+from .model import ModelConfigError, ModifiedResNet, VisionTransformer, build_model, convert_torch_state_dict
 from .simple_tokenizer import SimpleTokenizer as _Tokenizer
 
 __all__ = ["available_models", "load", "tokenize"]
@@ -31,8 +31,10 @@ _MODELS = {
 
 _DEVICE_ALIASES = {"ascend": "Ascend", "npu": "Ascend", "gpu": "GPU", "cuda": "GPU", "cpu": "CPU"}
 _MODES = {0: ms.GRAPH_MODE, 1: ms.PYNATIVE_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
-_TORCH_SUFFIXES = (".pt", ".pth")
-_MINDSPORE_SUFFIXES = (".ckpt",)
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+_MINDSPORE_SUFFIXES = (".ckpt", ".safetensors")
+# MindSpore's message for a file it cannot parse, also given when a CRC check fails
+_UNREADABLE = "Failed to read the checkpoint file"
 
 
 def available_models() -> List[str]:
@@ -113,27 +115,61 @@ def _resolve_mode(mode, jit):
     return ms.GRAPH_MODE if jit else _MODES[key]
 
 
-def _read_ckpt(path):
-    """Parameter name -> numpy array from a MindSpore checkpoint."""
+def _first_line(error):
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+
+
+def _read_ckpt_entries(path, format="ckpt"):
+    """Entry name -> numpy array (or string, for recorded text such as an architecture) of a
+    MindSpore checkpoint (``format`` "ckpt" or "safetensors").
+
+    The CRC written by ``save_checkpoint(..., crc_check=True)`` is verified; files without one
+    load as before. MindSpore reports a failed CRC check of a ``.ckpt`` as a file it "may not have
+    permission" to read; it is reported here as the corruption it is."""
     try:
-        params = ms.load_checkpoint(path)
+        params = ms.load_checkpoint(path, crc_check=True, format=format)
     except Exception as error:
-        raise pt_reader.CheckpointError(f"{path}: not a readable MindSpore checkpoint ({type(error).__name__}: "
-                              f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from error
+        corrupt = "crc check has failed" in str(error)
+        if not corrupt and _UNREADABLE in str(error):
+            try:  # the same file without the CRC check: readable means the CRC did not match
+                ms.load_checkpoint(path, format=format)
+                corrupt = True
+            except Exception:
+                pass
+        if corrupt:
+            raise pt_reader.CheckpointError(f"{path}: the file is corrupted: its CRC check failed (the data "
+                                            "differs from what was written); restore or re-create it") from None
+        raise pt_reader.CheckpointError(f"{path}: not a readable MindSpore checkpoint, damaged or of another "
+                                        f"format ({_first_line(error)})") from error
     if not params:
         raise pt_reader.CheckpointError(f"{path}: the checkpoint holds no parameters")
-    return {name: value.asnumpy() for name, value in params.items()}
+    return {name: value if isinstance(value, str) else value.asnumpy() for name, value in params.items()}
+
+
+def _read_ckpt(path):
+    """Parameter name -> numpy array from a MindSpore checkpoint (CRC checked when it has one;
+    recorded text entries are left out)."""
+    return {name: value for name, value in _read_ckpt_entries(path).items() if not isinstance(value, str)}
 
 
 def _state_dict_from_file(path):
-    """MindSpore-named weights from a ``.ckpt`` or a PyTorch ``.pt``/``.pth`` file."""
+    """MindSpore-named weights from a ``.ckpt``, ``.safetensors`` or PyTorch ``.pt``/``.pth``/``.bin``
+    file, and the architecture (``CLIP(...)`` arguments) the file records, or ``None``."""
+    from .open_clip.weights import read_weights
+
     suffix = os.path.splitext(path)[1].lower()
-    if suffix in _MINDSPORE_SUFFIXES:
-        return _read_ckpt(path)
-    if suffix in _TORCH_SUFFIXES:
-        return convert_torch_state_dict(pt_reader.read_pt(path), source=path)
-    raise ValueError(f"{path}: unsupported file type {suffix or '(no suffix)'!r}; clip.load reads MindSpore "
-                     "'.ckpt' files and PyTorch '.pt'/'.pth' files (OpenAI's releases or state dicts)")
+    if suffix not in _MINDSPORE_SUFFIXES + _TORCH_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {suffix or '(no suffix)'!r}; clip.load reads MindSpore "
+                         "'.ckpt'/'.safetensors' files and PyTorch '.pt'/'.pth'/'.bin' files (OpenAI's releases, "
+                         "state dicts, open_clip's files)")
+    state, architecture, torch_names = read_weights(path)
+    if torch_names and suffix in (".bin", ".safetensors"):
+        raise ModelConfigError(f"{path} is an open_clip file, which does not record its architecture (activation, "
+                               "head width): use clip.open_clip.create_model(name, pretrained=path), or convert "
+                               "it with 'python -m clip convert --model-name NAME'")
+    if torch_names:
+        state = convert_torch_state_dict(state, source=path)
+    return state, architecture
 
 
 def _graph_memory_budget():
@@ -216,10 +252,10 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         if actual != sha256.lower():
             raise pt_reader.CheckpointError(f"{path}: SHA-256 is {actual}, expected {sha256}")
 
-    state_dict = _state_dict_from_file(path)
+    state_dict, architecture = _state_dict_from_file(path)
     _select_device(target, device_id)
     dtype = ms.float32 if target == "CPU" else ms.float16
-    model = build_model(state_dict, dtype=dtype, source=path)
+    model = build_model(state_dict, dtype=dtype, source=path, architecture=architecture)
     if not eager:
         image_rows = None
         if isinstance(model.visual, ModifiedResNet):

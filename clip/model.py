@@ -18,7 +18,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
 __all__ = [
-    "Conv2d", "BatchNorm", "conv_bn", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU",
+    "Conv2d", "BatchNorm", "conv_bn", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU", "GELU",
     "MultiheadAttention", "ResidualAttentionBlock", "Transformer", "VisionTransformer", "CLIP",
     "build_model", "infer_config", "batch_bucket", "length_bucket", "load_weights", "torch_name_map", "convert_torch_state_dict",
     "is_ignored_key", "TORCH_NAMES",
@@ -334,6 +334,19 @@ class QuickGELU(nn.Cell):
         return x * ops.sigmoid(1.702 * x)
 
 
+class GELU(nn.Cell):
+    """The exact GELU, ``x * Phi(x)`` with the error function (PyTorch's ``nn.GELU()``), which
+    open_clip's models use unless they were trained with :class:`QuickGELU`."""
+
+    def construct(self, x):
+        return ops.gelu(x, approximate="none")
+
+
+def _activation(quick_gelu: bool):
+    """The MLP activation cell: :class:`QuickGELU` (OpenAI's models) or the exact :class:`GELU`."""
+    return QuickGELU() if quick_gelu else GELU()
+
+
 class MultiheadAttention(nn.Cell):
     """Self-attention with PyTorch's packed parameters (``in_proj_weight`` holds the
     query, key and value projections stacked on the first axis)."""
@@ -355,16 +368,22 @@ class MultiheadAttention(nn.Cell):
 
 
 class ResidualAttentionBlock(nn.Cell):
-    """Pre-norm transformer block: attention and a QuickGELU MLP, each residual."""
+    """Pre-norm transformer block: attention and an MLP, each residual.
 
-    def __init__(self, d_model: int, n_head: int, attn_mask: Tensor = None):
+    OpenAI's blocks have an MLP of ``4 * d_model`` with QuickGELU; open_clip's larger models use
+    other widths (``mlp_width``, e.g. ``int(1408 * 4.3637)``) and the exact GELU (``quick_gelu=False``).
+    """
+
+    def __init__(self, d_model: int, n_head: int, attn_mask: Tensor = None, mlp_width: int = None,
+                 quick_gelu: bool = True):
         super().__init__()
+        mlp_width = mlp_width or d_model * 4
         self.attn = MultiheadAttention(d_model, n_head)
         self.ln_1 = LayerNorm(d_model)
         self.mlp = nn.SequentialCell(OrderedDict([
-            ("c_fc", nn.Dense(d_model, d_model * 4)),
-            ("gelu", QuickGELU()),
-            ("c_proj", nn.Dense(d_model * 4, d_model)),
+            ("c_fc", nn.Dense(d_model, mlp_width)),  # [N, L, d_model] -> [N, L, mlp_width]
+            ("gelu", _activation(quick_gelu)),
+            ("c_proj", nn.Dense(mlp_width, d_model)),  # -> [N, L, d_model]
         ]))
         self.ln_2 = LayerNorm(d_model)
         self.attn_mask = attn_mask  # a constant, not a Parameter
@@ -382,11 +401,12 @@ class ResidualAttentionBlock(nn.Cell):
 class Transformer(nn.Cell):
     """A stack of residual attention blocks on batch-first input ``[N, L, width]``."""
 
-    def __init__(self, width: int, layers: int, heads: int, attn_mask: Tensor = None):
+    def __init__(self, width: int, layers: int, heads: int, attn_mask: Tensor = None, mlp_width: int = None,
+                 quick_gelu: bool = True):
         super().__init__()
         self.width = width
         self.layers = layers
-        self.resblocks = nn.SequentialCell([ResidualAttentionBlock(width, heads, attn_mask)
+        self.resblocks = nn.SequentialCell([ResidualAttentionBlock(width, heads, attn_mask, mlp_width, quick_gelu)
                                             for _ in range(layers)])
 
     def construct(self, x):
@@ -416,7 +436,7 @@ class VisionTransformer(nn.Cell):
     """ViT image encoder: patch embedding, class token, transformer, projection."""
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
-                 output_dim: int):
+                 output_dim: int, mlp_width: int = None, quick_gelu: bool = True):
         super().__init__()
         self.input_resolution = input_resolution
         self.output_dim = output_dim
@@ -424,7 +444,7 @@ class VisionTransformer(nn.Cell):
         self.class_embedding = Parameter(_zeros((width,)))
         self.positional_embedding = Parameter(_zeros(((input_resolution // patch_size) ** 2 + 1, width)))
         self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, mlp_width=mlp_width, quick_gelu=quick_gelu)
         self.ln_post = LayerNorm(width)
         self.proj = Parameter(_zeros((width, output_dim)))
 
@@ -442,7 +462,13 @@ class VisionTransformer(nn.Cell):
 
 class CLIP(nn.Cell):
     """Image and text encoders trained to agree; ``construct(image, text)`` returns
-    ``(logits_per_image, logits_per_text)`` like OpenAI's ``CLIP.forward``."""
+    ``(logits_per_image, logits_per_text)`` like OpenAI's ``CLIP.forward``.
+
+    The first ten arguments are OpenAI's. The keyword-only rest describe open_clip's
+    architectures and default to OpenAI's design: ``vision_heads`` (default: heads of 64
+    channels), ``vision_mlp_ratio`` / ``text_mlp_ratio`` (MLP width = ``int(width * ratio)``, default
+    4) and ``quick_gelu`` (``False``: the exact GELU). :attr:`architecture` holds every argument.
+    """
 
     def __init__(self,
                  embed_dim: int,
@@ -456,21 +482,35 @@ class CLIP(nn.Cell):
                  vocab_size: int,
                  transformer_width: int,
                  transformer_heads: int,
-                 transformer_layers: int):
+                 transformer_layers: int,
+                 *,
+                 vision_heads: int = None,
+                 vision_mlp_ratio: float = 4.0,
+                 text_mlp_ratio: float = 4.0,
+                 quick_gelu: bool = True):
         super().__init__()
+        self.architecture = dict(
+            embed_dim=embed_dim, image_resolution=image_resolution,
+            vision_layers=list(vision_layers) if isinstance(vision_layers, (tuple, list)) else vision_layers,
+            vision_width=vision_width, vision_patch_size=vision_patch_size, context_length=context_length,
+            vocab_size=vocab_size, transformer_width=transformer_width, transformer_heads=transformer_heads,
+            transformer_layers=transformer_layers, vision_heads=vision_heads, vision_mlp_ratio=vision_mlp_ratio,
+            text_mlp_ratio=text_mlp_ratio, quick_gelu=bool(quick_gelu))
         self.context_length = context_length
         self.embed_dim = embed_dim
         if isinstance(vision_layers, (tuple, list)):
             self.visual = ModifiedResNet(layers=vision_layers, output_dim=embed_dim,
-                                         heads=vision_width * 32 // 64,
+                                         heads=vision_heads or vision_width * 32 // 64,
                                          input_resolution=image_resolution, width=vision_width)
         else:
             self.visual = VisionTransformer(input_resolution=image_resolution, patch_size=vision_patch_size,
                                             width=vision_width, layers=vision_layers,
-                                            heads=vision_width // 64, output_dim=embed_dim)
+                                            heads=vision_heads or vision_width // 64, output_dim=embed_dim,
+                                            mlp_width=int(vision_width * vision_mlp_ratio), quick_gelu=quick_gelu)
 
         self.transformer = Transformer(width=transformer_width, layers=transformer_layers,
-                                       heads=transformer_heads, attn_mask=self.build_attention_mask())
+                                       heads=transformer_heads, attn_mask=self.build_attention_mask(),
+                                       mlp_width=int(transformer_width * text_mlp_ratio), quick_gelu=quick_gelu)
         self.vocab_size = vocab_size
         self.token_embedding = nn.Embedding(vocab_size, transformer_width, embedding_table="zeros")
         self.positional_embedding = Parameter(_zeros((context_length, transformer_width)))
@@ -837,7 +877,6 @@ def load_weights(model: nn.Cell, state_dict, dtype=ms.float32, check_finite: boo
         else:
             param.set_dtype(ms.float16 if half else ms.float32)
             param.set_data(Tensor(array))
-
     return model
 
 
@@ -859,13 +898,22 @@ def convert_torch_state_dict(torch_state_dict, source=None) -> "OrderedDict[str,
     return OrderedDict((ms_name, torch_state_dict[torch]) for ms_name, torch in names.items())
 
 
-def build_model(state_dict, dtype=ms.float32, check_finite: bool = True, source=None) -> CLIP:
+def build_model(state_dict, dtype=ms.float32, check_finite: bool = True, source=None,
+                architecture: dict = None, model_class=None) -> CLIP:
     """Build a CLIP whose hyper-parameters are inferred from ``state_dict`` and load it.
 
     ``state_dict`` maps MindSpore parameter names (those of a ``.ckpt``, see
-    :data:`TORCH_NAMES`) to arrays or tensors. Returns the model in inference mode.
+    :data:`TORCH_NAMES`) to arrays or tensors. ``architecture``: the ``CLIP(...)`` arguments
+    (a checkpoint that records them, an open_clip configuration) instead of inferring them;
+    ``model_class``: a subclass of :class:`CLIP` to build. Returns the model in inference mode.
     """
-    model = CLIP(**_infer_config_of(state_dict, source))
+    if architecture is not None:
+        try:
+            model = (model_class or CLIP)(**architecture)
+        except TypeError as error:
+            raise ModelConfigError(f"{source or 'the weights'}: the recorded architecture is invalid ({error})") from None
+    else:
+        model = (model_class or CLIP)(**_infer_config_of(state_dict, source))
     load_weights(model, state_dict, dtype=dtype, check_finite=check_finite, source=source)
     model.set_train(False)
     return model

@@ -13,6 +13,13 @@ if [ ! -f "$REF/clip/model.py" ]; then
     "$PYTHON" -m pip install -q --no-deps --target "$REF" clip-anytorch==2.6.0
 fi
 export CLIP_REFERENCE_DIR="$REF"
+# open_clip's own code (open_clip_torch 3.3.0) for tests/test_open_clip*.py, unpacked the same way
+# (beside the environment; loaded by path by tests/open_clip_reference.py)
+OPEN_CLIP_REF="${OPEN_CLIP_REFERENCE_DIR:-$ROOT/.cache/open_clip_ref}"
+if [ ! -f "$OPEN_CLIP_REF/open_clip/factory.py" ]; then
+    "$PYTHON" -m pip install -q --no-deps --target "$OPEN_CLIP_REF" open_clip_torch==3.3.0
+fi
+export OPEN_CLIP_REFERENCE_DIR="$OPEN_CLIP_REF"
 cd "$ROOT"
 set +e
 "$PYTHON" -m pytest -p no:cacheprovider -rfEs --durations=15 "$@"

@@ -84,3 +84,39 @@ def test_truncated_at_a_record_boundary(tmp_path, good_ckpt):
     path = _write(tmp_path, "cut-half.ckpt", data[:ends[len(ends) // 2]])
     with pytest.raises(WeightsMismatchError, match=r"cut-half\.ckpt: the weights have no entry"):
         clip.load(path, device="CPU")
+
+
+# ---------------------------------------------------------------------------------------------
+# CRC: what the converter writes carries one, and a damaged copy is reported as corrupted
+
+def test_converter_output_has_a_crc_and_damage_is_named(tmp_path):
+    from clip.convert import save_state_dict
+    from tiny_checkpoint import tiny_state_dict
+
+    path = tmp_path / "crc.ckpt"
+    save_state_dict(tiny_state_dict("vit", seed=3), str(path))
+    model, _ = clip.load(str(path), device="CPU")  # verified, loads
+    assert model.visual.input_resolution == 224
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit inside a weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"crc\.ckpt: the file is corrupted: its CRC check failed"):
+        clip.load(str(path), device="CPU")
+
+
+def test_safetensors_output_round_trips(tmp_path):
+    import numpy as np
+    from clip.convert import save_state_dict
+    from clip.open_clip import read_weights
+    from tiny_checkpoint import tiny_state_dict
+
+    state = tiny_state_dict("resnet", seed=4)
+    path = tmp_path / "tiny.safetensors"
+    save_state_dict(state, str(path), format="safetensors")
+    loaded, architecture, torch_names = read_weights(str(path))
+    assert architecture is None and not torch_names and set(loaded) == set(state)
+    for name, value in state.items():
+        np.testing.assert_array_equal(np.asarray(loaded[name]), np.asarray(value))
+        assert np.asarray(loaded[name]).dtype == np.asarray(value).dtype
+    model, _ = clip.load(str(path), device="CPU")
+    assert model.visual.input_resolution == 224
