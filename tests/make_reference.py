@@ -84,13 +84,20 @@ def randomise(model, seed):
 
     Weights keep the random values of OpenAI's own initialisation (``CLIP.initialize_parameters``
     and PyTorch's defaults), redrawn from ``seed``; what that initialisation leaves constant is
-    randomised too, so that a wrongly converted tensor changes the outputs: LayerNorm and
-    BatchNorm affine parameters and running statistics (OpenAI zeroes the last BatchNorm of each
-    residual branch), all biases, and ``logit_scale``.
+    randomised too (:func:`randomise_constants`).
     """
     torch.manual_seed(seed)
     model.initialize_parameters()
-    gen = torch.Generator().manual_seed(seed + 1)
+    randomise_constants(model, seed + 1)
+
+
+@torch.no_grad()
+def randomise_constants(model, seed):
+    """Randomise what CLIP's initialisation leaves constant, so that a wrongly converted tensor
+    changes the outputs: LayerNorm and BatchNorm affine parameters and running statistics (the
+    last BatchNorm of a residual branch stays small, as OpenAI's zero init intends), all biases,
+    and ``logit_scale`` (ln 60). Works on any PyTorch CLIP (OpenAI's or open_clip's modules)."""
+    gen = torch.Generator().manual_seed(seed)
 
     def normal(t, std):
         t.copy_(torch.randn(t.shape, generator=gen) * std)
@@ -100,7 +107,6 @@ def randomise(model, seed):
 
     for prefix, module in model.named_modules():
         if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
-            # the last BatchNorm of a residual branch stays small, as OpenAI's zero init intends
             if prefix.endswith("bn3") and ".layer" in prefix:
                 uniform(module.weight, 0.05, 0.3)
             else:

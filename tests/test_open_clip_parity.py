@@ -26,6 +26,7 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
 
+import make_reference  # noqa: E402
 import open_clip_reference  # noqa: E402
 import parity_gates  # noqa: E402
 
@@ -55,34 +56,6 @@ def _reduced_config(name, vision_layers, text_layers):
     return f"{name}-{vision_layers}x{text_layers}layers", config
 
 
-def _randomise(model, seed):
-    gen = torch.Generator().manual_seed(seed)
-
-    def normal(t, std):
-        t.copy_(torch.randn(t.shape, generator=gen) * std)
-
-    def uniform(t, low, high):
-        t.copy_(low + (high - low) * torch.rand(t.shape, generator=gen))
-
-    with torch.no_grad():
-        for prefix, module in model.named_modules():
-            if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
-                if prefix.endswith("bn3") and ".layer" in prefix:
-                    uniform(module.weight, 0.05, 0.3)
-                else:
-                    uniform(module.weight, 0.5, 1.5)
-                normal(module.bias, 0.1)
-                if isinstance(module, torch.nn.BatchNorm2d):
-                    normal(module.running_mean, 0.1)
-                    uniform(module.running_var, 0.5, 2.0)
-            elif isinstance(module, torch.nn.MultiheadAttention):
-                normal(module.in_proj_bias, 0.02)
-                normal(module.out_proj.bias, 0.02)
-            elif isinstance(module, torch.nn.Linear) and module.bias is not None:
-                normal(module.bias, 0.02)
-        model.logit_scale.fill_(float(np.log(60.0)))
-
-
 @torch.no_grad()
 def _outputs(model, images, tokens, dtype):
     image = torch.from_numpy(images).to(dtype)
@@ -107,7 +80,7 @@ def reference(request, tmp_path_factory):
         ms_open_clip.add_model_config(name, config)
     torch.manual_seed(0)
     model = oc.create_model(name).eval()
-    _randomise(model, 1)
+    make_reference.randomise_constants(model, 1)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     torch.save(state, folder / "open_clip_pytorch_model.bin")
     import safetensors.torch
