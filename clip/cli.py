@@ -1,4 +1,4 @@
-"""The command line: ``python -m clip classify | embed | eval | convert ...``.
+"""The command line: ``python -m clip classify | embed | eval | convert | train ...``.
 
 ::
 
@@ -10,8 +10,9 @@
     python -m clip eval --task linear-probe --dataset cifar-10-batches-py --json probe.json
     python -m clip eval --task retrieval --dataset Flickr8k.token.txt --images-root Flicker8k_Dataset
     python -m clip convert --pth_path ViT-B/32 --output ViT-B-32.ckpt
+    python -m clip train --model ViT-B/32 --train-data train.csv --output runs/ft  (clip.training.cli)
 
-Every subcommand but ``convert`` takes ``--model`` (a name from ``clip.available_models()``
+Every subcommand but ``convert`` and ``train`` takes ``--model`` (a name from ``clip.available_models()``
 or a ``.ckpt``/``.pt``/``.pth`` file; default ``ViT-B/32``), ``--device``, ``--mode``,
 ``--batch-size`` and ``--download-root``. Progress bars go to stderr (``--quiet`` hides them);
 results go to stdout.
@@ -231,6 +232,10 @@ def build_parser():
                         "<file stem>.ckpt in the current folder, e.g. ViT-B-32.ckpt)")
     add_open_clip_arguments(p)
     p.set_defaults(run=_cmd_convert)
+
+    # train (clip.training.cli) -----------------------------------------------------------------
+    from .training.cli import add_train_parser
+    add_train_parser(commands, parents=[_runtime_options(with_model=False)])
     return parser
 
 

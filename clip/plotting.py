@@ -36,7 +36,7 @@ import numpy as np
 
 from .transform import MEAN, STD
 
-__all__ = ["plot_similarity", "plot_topk", "image_for_display"]
+__all__ = ["plot_similarity", "plot_topk", "image_for_display", "read_metrics", "plot_training_curves"]
 
 _INSTALL_HINT = ("clip.plotting needs matplotlib, which is an optional dependency of clip: "
                  "install it with `pip install matplotlib` (or `pip install clip[plot]`)")
@@ -302,4 +302,61 @@ def plot_topk(probs, classnames, images=None, k=5, columns=2, titles=None, fig=N
         chart.tick_params(axis="x", labelsize=8)
         if titles is not None and images is None:
             chart.set_title(textwrap.fill(titles[index], 40), fontsize=10)
+    return fig
+
+
+def read_metrics(source):
+    """The records of a training run's ``metrics.jsonl`` (a path, or its folder), or ``source`` itself
+    if it is already a list of dicts."""
+    if isinstance(source, (list, tuple)):
+        return list(source)
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.jsonl")
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_training_curves(metrics, keys=("loss", "lr", "logit_scale"), eval_keys=None, fig=None, columns=3):
+    """Curves of a training run against the step: one panel per key.
+
+    Parameters
+    ----------
+    metrics : str or list of dict
+        ``metrics.jsonl`` written by ``python -m clip train`` / :func:`clip.training.run.train` (its
+        path or folder), or its records (``{"kind": "train"|"eval", "step": ..., <values>}``).
+    keys : training values to draw (records of kind ``"train"``).
+    eval_keys : evaluation values to draw (records of kind ``"eval"``, with markers); default every
+        zero-shot accuracy and R@1 found.
+    fig : a matplotlib figure to draw into (default: a new one).
+
+    Returns the figure. A key that no record has is an error naming the keys that exist.
+    """
+    records = read_metrics(metrics)
+    train = [r for r in records if r.get("kind", "train") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    if eval_keys is None:
+        eval_keys = sorted({k for r in evals for k in r if k.startswith("zeroshot_top") or k.endswith("R@1")})
+    panels = [(k, train, "-") for k in keys] + [(k, evals, "o-") for k in eval_keys]
+    if not panels:
+        raise ValueError("nothing to plot: no keys given")
+    for key, rows, _ in panels:
+        if not any(key in r for r in rows):
+            known = sorted({k for r in records for k in r if k not in ("kind", "step", "epoch")})
+            raise ValueError(f"no record has {key!r}; the metrics have: {', '.join(known) or 'nothing'}")
+    plt = _pyplot()
+    columns = max(1, min(columns, len(panels)))
+    rows_n = math.ceil(len(panels) / columns)
+    if fig is None:
+        fig = plt.figure(figsize=(4.2 * columns, 3.0 * rows_n))
+    for i, (key, rows, style) in enumerate(panels):
+        ax = fig.add_subplot(rows_n, columns, i + 1)
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], style, markersize=3)
+        ax.set_title(key, fontsize=11)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig

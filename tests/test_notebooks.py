@@ -22,7 +22,7 @@ from tiny_checkpoint import write_tiny_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
-NAMES = ["Interacting_with_CLIP.ipynb", "Prompt_Engineering.ipynb"]
+NAMES = ["Interacting_with_CLIP.ipynb", "Prompt_Engineering.ipynb", "Fine_tuning.ipynb"]
 KERNEL = "clip-notebook-test"
 
 
@@ -72,7 +72,7 @@ def _execute(name, checkpoint, env, monkeypatch, **extra_env):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CLIP_NOTEBOOK_MODEL", checkpoint)
-    for key in ("CLIP_NOTEBOOK_CIFAR", "CLIP_NOTEBOOK_SAMPLES"):
+    for key in ("CLIP_NOTEBOOK_CIFAR", "CLIP_NOTEBOOK_SAMPLES", "CLIP_NOTEBOOK_EPOCHS"):
         monkeypatch.delenv(key, raising=False)
     for key, value in extra_env.items():
         monkeypatch.setenv(key, value)
@@ -222,3 +222,38 @@ def test_prompt_engineering_runs_on_cifar_from_disk(tmp_path, kernel_env, monkey
     rows = _table(stdout, ks=(1, 3))
     assert rows["18 CIFAR10 templates"][0] == 18
     assert "chance top-1 = 10.0%" in stdout
+
+
+def test_fine_tuning_runs(tmp_path, kernel_env, monkeypatch):
+    """Fine_tuning.ipynb on the tiny random ViT: metrics before and after, the loss curves, WiSE-FT
+    whose end points are the zero-shot and the fine-tuned model."""
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny-vit.ckpt", kind="vit")
+    nb = _execute("Fine_tuning.ipynb", checkpoint, kernel_env, monkeypatch, CLIP_NOTEBOOK_EPOCHS="1")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.execution_count is not None
+            _outputs(cell)
+
+    stdout, _, _ = _outputs(_cell(nb, "model, preprocess = clip.load(MODEL"))
+    assert f"loaded {checkpoint} on CPU" in stdout
+    stdout, _, _ = _outputs(_cell(nb, "def write_split("))
+    assert stdout.strip() == "96 training pairs, 36 validation pairs, 12 classes"
+    stdout, _, _ = _outputs(_cell(nb, "before = evaluate(model)"))
+    before = ast.literal_eval(stdout.split("before:", 1)[1].strip())
+    stdout, _, _ = _outputs(_cell(nb, "summary = train("))
+    assert re.match(r"trained 8 steps; last loss \d+\.\d+", stdout.strip()), stdout
+    assert _outputs(_cell(nb, "plot_training_curves("))[1] == 1
+    stdout, _, _ = _outputs(_cell(nb, "after = evaluate(fine_tuned)"))
+    after = {}
+    for line in stdout.strip().splitlines():
+        key, old, _, new = line.split()
+        assert float(old) == pytest.approx(before[key], abs=1e-3)
+        after[key] = float(new)
+    assert set(after) == set(before)
+    stdout, _, _ = _outputs(_cell(nb, "training.wise_ft("))
+    rows = [line.split() for line in stdout.strip().splitlines()[1:]]
+    assert [float(r[0]) for r in rows] == [0.0, 0.5, 1.0]
+    # alpha 0 is the zero-shot model, alpha 1 the fine-tuned one
+    assert float(rows[0][1]) == pytest.approx(before["zeroshot_top1"], abs=1e-3)
+    assert float(rows[-1][1]) == pytest.approx(after["zeroshot_top1"], abs=1e-3)
+    assert float(rows[-1][2]) == pytest.approx(after["text_to_image_R@1"], abs=1e-3)

@@ -16,7 +16,12 @@ The pieces, one module each, after open_clip's training design:
   accumulation;
 - :mod:`~clip.training.checkpoint`: :func:`save_checkpoint` / :func:`resume`; the weights file
   loads with :func:`clip.load`;
-- :mod:`~clip.training.wise_ft`: weight-space ensembles (:func:`wise_ft`).
+- :mod:`~clip.training.wise_ft`: weight-space ensembles (:func:`wise_ft`);
+- :mod:`~clip.training.data`: image-caption data (CSV/TSV, Flickr, ImageFolder) through
+  ``mindspore.dataset``, seeded per-epoch shuffling, sharding hooks;
+- :mod:`~clip.training.evaluate`: zero-shot accuracy and retrieval metrics during training;
+- :mod:`~clip.training.precision`: fp16/bf16 mixed precision with dynamic loss scaling;
+- :mod:`~clip.training.run` and :mod:`~clip.training.cli`: a complete run (``python -m clip train``).
 
 Fine-tuning in a few lines::
 
@@ -43,6 +48,10 @@ from .trainable import (batch_norm_cells, enable_grad_checkpointing, freeze_batc
                         unfreeze_batch_norm)
 from .trainer import Trainer, normalize
 from .wise_ft import interpolate_weights, wise_ft
+from .data import CaptionDataset, CaptionedImages, read_csv_data, read_data, read_flickr_data, read_image_folder_data
+from .evaluate import Evaluator
+from .precision import MixedPrecisionTrainer
+from .run import TrainConfig, train
 
 __all__ = [
     # loss
@@ -63,4 +72,7 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "resume", "WEIGHTS_FILE", "OPTIMIZER_FILE", "STATE_FILE",
     # WiSE-FT
     "interpolate_weights", "wise_ft",
+    # data, evaluation, mixed precision, complete runs
+    "CaptionDataset", "CaptionedImages", "read_csv_data", "read_flickr_data", "read_image_folder_data", "read_data",
+    "Evaluator", "MixedPrecisionTrainer", "TrainConfig", "train",
 ]

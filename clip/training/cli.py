@@ -1,0 +1,142 @@
+"""``python -m clip train``: the options of :class:`clip.training.run.TrainConfig` on the command line.
+
+``clip.cli`` registers the subcommand with :func:`add_train_parser`; errors follow the rest of the
+command line (argparse's exit code 2 for malformed options, one ``error: ...`` line and exit code 1
+for missing files, empty data sets and other bad input).
+"""
+import argparse
+
+__all__ = ["add_train_parser", "run_train"]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _separator(text):
+    text = {"\\t": "\t", "tab": "\t", "comma": ","}.get(text, text)
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character (or 'tab'), got {text!r}")
+    return text
+
+
+def add_train_parser(commands, parents=()):
+    """Add the ``train`` subcommand to ``commands`` (an argparse sub-parser collection)."""
+    from .data import DATA_FORMATS
+    from .run import NAMED_CONFIGS
+
+    p = commands.add_parser(
+        "train", parents=list(parents), help="train or fine-tune CLIP on image-caption data",
+        description="Train CLIP from scratch (--config) or fine-tune it (--model) with the contrastive loss, "
+                    "AdamW and a cosine schedule, evaluating zero-shot accuracy and retrieval on --val-data.")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="NAME_OR_PATH", help="fine-tune this model (a name or a .ckpt/.pt file)")
+    g.add_argument("--config", metavar="NAME_OR_JSON",
+                   help=f"train a new model from random weights: {', '.join(NAMED_CONFIGS)} or a JSON file of "
+                        "CLIP(**config) arguments")
+    g = p.add_argument_group("data")
+    g.add_argument("--train-data", required=True, metavar="PATH", help="CSV/TSV file, Flickr token file or image folder")
+    g.add_argument("--val-data", metavar="PATH", help="validation data in the same format (evaluation)")
+    g.add_argument("--data-format", choices=DATA_FORMATS, default="csv", help="layout of the data (default: csv)")
+    g.add_argument("--csv-separator", type=_separator, default="\t", metavar="CHAR",
+                   help="CSV field separator (default: tab, as open_clip)")
+    g.add_argument("--csv-img-key", default="filepath", metavar="COLUMN", help="image path column (default: filepath)")
+    g.add_argument("--csv-caption-key", default="title", metavar="COLUMN", help="caption column (default: title)")
+    g.add_argument("--train-split", metavar="FILE", help="flickr: list of the training images (Flickr_8k.trainImages.txt)")
+    g.add_argument("--val-split", metavar="FILE", help="flickr: list of the validation images")
+    g.add_argument("--images-root", metavar="DIR", help="flickr: folder of the images (default: beside the token file)")
+    g.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="decoding threads (default: 2)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=_positive_int, default=1)
+    g.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="pairs per step (default: 64)")
+    g.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N steps (checkpoint saved)")
+    g.add_argument("--lr", type=_positive_float, help="peak learning rate (default: 5e-4 with --config, 1e-5 with --model)")
+    g.add_argument("--wd", type=_non_negative_float, help="weight decay (default: 0.2 with --config, 0.1 with --model)")
+    g.add_argument("--beta1", type=_non_negative_float)
+    g.add_argument("--beta2", type=_non_negative_float)
+    g.add_argument("--eps", type=_positive_float)
+    g.add_argument("--warmup", type=_non_negative_int, default=0, metavar="STEPS", help="linear warm-up steps (default: 0)")
+    g.add_argument("--schedule", choices=("cosine", "const"), default="cosine", help="learning-rate schedule")
+    g.add_argument("--accum-freq", type=_positive_int, default=1, metavar="K",
+                   help="exact gradient accumulation over K micro-batches (default: 1)")
+    g.add_argument("--grad-clip-norm", type=_positive_float, metavar="NORM", help="clip the global gradient norm")
+    g.add_argument("--lock-image", action="store_true", help="freeze the image tower (LiT)")
+    g.add_argument("--lock-image-unlocked-groups", type=_non_negative_int, default=0, metavar="N",
+                   help="with --lock-image: leave the last N layer groups trainable")
+    g.add_argument("--lock-text", action="store_true", help="freeze the text tower")
+    g.add_argument("--lock-text-unlocked-layers", type=_non_negative_int, default=0, metavar="N",
+                   help="with --lock-text: leave the last N layer groups trainable")
+    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="fp16/bf16: mixed precision (matrix products in low precision, fp32 master weights)")
+    g.add_argument("--grad-checkpointing", action="store_true", help="recompute transformer blocks in backward")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("evaluation, checkpoints, runtime")
+    g.add_argument("--zeroshot-prompt-set", metavar="NAME",
+                   help="templates for zero-shot evaluation and ImageFolder captions (default: 'a photo of a {}.')")
+    g.add_argument("--eval-every", default="1epoch", metavar="N|Nepoch", help="evaluate every N steps or N epochs")
+    g.add_argument("--save-every", default="1epoch", metavar="N|Nepoch", help="checkpoint every N steps or N epochs")
+    g.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--resume", metavar="PATH|latest", help="continue from a checkpoint folder, or the newest in --output")
+    g.add_argument("--device", help="Ascend, GPU or CPU (default: the best available)")
+    g.add_argument("--mode", choices=("graph", "pynative"), default="graph",
+                   help="graph: the training step is compiled (default); pynative: everything eager")
+    p.set_defaults(run=run_train)
+    return p
+
+
+def run_train(args) -> int:
+    """Run ``python -m clip train`` with parsed ``args``; prints a summary, returns the exit code."""
+    from .run import TrainConfig, train
+
+    if (args.model is None) == (args.config is None):
+        raise ValueError("give exactly one of --model (fine-tune) and --config (train from scratch)")
+    fields = set(TrainConfig.__dataclass_fields__)
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["progress"] = not args.quiet
+    summary = train(TrainConfig(**values))
+    skipped = ", ".join(f"{n} {why}" for why, n in summary["skipped"].items() if n) or "nothing"
+    print(f"trained {summary['steps']} steps; skipped: {skipped}")
+    if summary["eval"]:
+        print("last evaluation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items()
+                                              if k not in ("kind", "step", "epoch")))
+    if summary["final"]:
+        print(f"saved {summary['final']}")
+    else:
+        print(f"stopped at step {summary['steps']} (--max-steps); continue with --resume latest")
+    return 0
