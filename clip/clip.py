@@ -188,6 +188,14 @@ def _graph_image_rows(visual):
     return int(min(16, _graph_memory_budget() // visual.graph_bytes_per_image()))
 
 
+def _compile_towers(model):
+    """``load``'s default: both towers compiled, a ResNet's image tower for as many images per call
+    as fit in the memory budget (eager when not one does)."""
+    image_rows = _graph_image_rows(model.visual) if isinstance(model.visual, ModifiedResNet) else None
+    compile_image = isinstance(model.visual, VisionTransformer) or bool(image_rows)
+    model.compile_towers(image=compile_image, text=True, image_rows=image_rows or None)
+
+
 def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_root: str = None,
          jit: bool = False, sha256: str = None, eager: bool = False):
     """Load a CLIP model.
@@ -257,11 +265,7 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     dtype = ms.float32 if target == "CPU" else ms.float16
     model = build_model(state_dict, dtype=dtype, source=path, architecture=architecture)
     if not eager:
-        image_rows = None
-        if isinstance(model.visual, ModifiedResNet):
-            image_rows = _graph_image_rows(model.visual)
-        compile_image = isinstance(model.visual, VisionTransformer) or bool(image_rows)
-        model.compile_towers(image=compile_image, text=True, image_rows=image_rows or None)
+        _compile_towers(model)
     return model, transform._transform(model.visual.input_resolution)
 
 

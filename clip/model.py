@@ -447,6 +447,17 @@ class VisionTransformer(nn.Cell):
         self.transformer = Transformer(width, layers, heads, mlp_width=mlp_width, quick_gelu=quick_gelu)
         self.ln_post = LayerNorm(width)
         self.proj = Parameter(_zeros((width, output_dim)))
+        self.patch_dropout = 0.0  # training only: the fraction of patch tokens dropped (open_clip's)
+
+    def drop_patches(self, x):
+        """Keep the class token and a random ``1 - patch_dropout`` of the patch tokens of each image
+        (open_clip's patch dropout, which speeds up training). ``[N, 1 + P, W] -> [N, 1 + K, W]``."""
+        n, length, width = x.shape
+        keep = max(1, int((length - 1) * (1.0 - self.patch_dropout)))
+        scores = ops.rand((n, length - 1))  # a random order of the patches of each image
+        index = ops.topk(scores, keep)[1]  # [N, K]
+        patches = ops.gather_elements(x[:, 1:], 1, index.expand_dims(-1).broadcast_to((n, keep, width)))
+        return ops.cat([x[:, :1], patches], axis=1)
 
     def construct(self, x):
         x = self.conv1(x.astype(self.conv1.weight.dtype))  # [N, grid ** 2, width]
@@ -454,6 +465,8 @@ class VisionTransformer(nn.Cell):
         cls = ops.broadcast_to(self.class_embedding.astype(x.dtype).reshape(1, 1, width), (n, 1, width))
         x = ops.cat([cls, x], axis=1)  # [N, grid ** 2 + 1, width]
         x = x + self.positional_embedding.astype(x.dtype)
+        if self.training and self.patch_dropout > 0:
+            x = self.drop_patches(x)  # [N, 1 + K, width]
         x = self.ln_pre(x)
         x = self.transformer(x)
         x = self.ln_post(x[:, 0, :])  # [N, width]

@@ -6,7 +6,7 @@ import numpy as np
 from mindspore import Tensor
 
 from .. import clip as _clip
-from ..model import Conv2d, ModifiedResNet, VisionTransformer, build_model, load_weights
+from ..model import Conv2d, VisionTransformer, build_model, load_weights
 from .config import architecture_of, get_model_config, list_models
 from .model import OpenCLIP
 from .pretrained import download_pretrained, get_pretrained_cfg, list_pretrained
@@ -97,8 +97,8 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
     with it; tags that were are marked so in the table and get it automatically).
     ``force_custom_text`` is accepted: these models compute the same with open_clip's custom text
     tower, whose ``text.*`` names are read too. ``force_image_size`` changes the resolution (only
-    without pretrained weights). ``force_patch_dropout``: only for training, which this model does
-    not do; ``0``/``None``. ``device``/``mode``/``eager``/``jit`` as in :func:`clip.load`;
+    without pretrained weights). ``force_patch_dropout``: the fraction of patch tokens a ViT drops
+    in training mode (``model.visual.patch_dropout``; no effect in inference). ``device``/``mode``/``eager``/``jit`` as in :func:`clip.load`;
     ``precision`` "fp32" or "fp16".
     """
     unknown = sorted(k for k in kwargs if k not in ("pretrained_image", "pretrained_hf", "output_dict",
@@ -107,9 +107,8 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
         raise TypeError(f"create_model got unexpected arguments {unknown}")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
-    if force_patch_dropout:
-        raise NotImplementedError("force_patch_dropout only acts in training, which open_clip models here do not "
-                                  f"do; pass None or 0 (got {force_patch_dropout})")
+    if force_patch_dropout is not None and not 0 <= force_patch_dropout < 1:
+        raise ValueError(f"force_patch_dropout must be in [0, 1), got {force_patch_dropout}")
     target, device_id = _clip._resolve_device(device)
     run_mode = _clip._resolve_mode(mode, jit)
     if eager and run_mode == ms.GRAPH_MODE:
@@ -136,15 +135,10 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
             state = torch_to_mindspore(state, OpenCLIP(**architecture), source=path)
         model = build_model(state, dtype=dtype, source=path, architecture=architecture, model_class=OpenCLIP)
     model.pretrained_cfg = dict(tag_cfg)
+    if force_patch_dropout and isinstance(model.visual, VisionTransformer):
+        model.visual.patch_dropout = float(force_patch_dropout)
     if not eager:
-        image_rows = None
-        if isinstance(model.visual, ModifiedResNet) and run_mode == ms.GRAPH_MODE \
-                and hasattr(_clip, "_graph_image_rows"):
-            image_rows = _clip._graph_image_rows(model.visual)
-        compile_image = isinstance(model.visual, VisionTransformer) or bool(image_rows) \
-            or (isinstance(model.visual, ModifiedResNet) and run_mode == ms.GRAPH_MODE and image_rows is None)
-        kwargs = {"image_rows": image_rows} if image_rows else {}
-        model.compile_towers(image=compile_image, text=True, **kwargs)
+        _clip._compile_towers(model)
     return model
 
 

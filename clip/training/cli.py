@@ -105,6 +105,8 @@ def add_train_parser(commands, parents=()):
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                    help="fp16/bf16: mixed precision (matrix products in low precision, fp32 master weights)")
     g.add_argument("--grad-checkpointing", action="store_true", help="recompute transformer blocks in backward")
+    g.add_argument("--patch-dropout", type=float, default=0.0, metavar="P",
+                   help="ViT: drop this fraction of patch tokens in training (open_clip's patch dropout; default 0)")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("evaluation, checkpoints, runtime")
     g.add_argument("--zeroshot-prompt-set", metavar="NAME",

@@ -98,6 +98,7 @@ class TrainConfig:
     lock_text_unlocked_layers: int = 0
     precision: str = "fp32"
     grad_checkpointing: bool = False
+    patch_dropout: float = 0.0  # ViT only: fraction of patch tokens dropped in training (open_clip)
     zeroshot_prompt_set: Optional[str] = None  # templates for zero-shot and ImageFolder captions
     eval_every: str = "1epoch"
     save_every: str = "1epoch"
@@ -261,6 +262,12 @@ def train(cfg: TrainConfig) -> dict:
         lock_text(model, cfg.lock_text_unlocked_layers)
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
+    if cfg.patch_dropout:
+        if not 0 < cfg.patch_dropout < 1:
+            raise ValueError(f"--patch-dropout must be in [0, 1), got {cfg.patch_dropout}")
+        if not hasattr(model.visual, "patch_dropout"):
+            raise ValueError("--patch-dropout applies to ViT models only")
+        model.visual.patch_dropout = float(cfg.patch_dropout)
     betas = None
     if cfg.beta1 is not None or cfg.beta2 is not None:
         from .optim import optimizer_defaults
