@@ -253,8 +253,68 @@ def test_tag_download_is_verified(tiny, tmp_path, monkeypatch):
         monkeypatch.setitem(table, "tiny-oc", {"bad": {"url": url, "sha256": "0" * 64}})
         with pytest.raises(clip._download.DownloadError):
             open_clip.create_model("tiny-oc", pretrained="bad", cache_dir=str(tmp_path / "cache2"), device="CPU")
-        monkeypatch.setitem(table, "tiny-oc", {"hub": {"hf_hub": "laion/none", "sha256": None}})
-        with pytest.raises(RuntimeError, match="no SHA-256"):
-            open_clip.create_model("tiny-oc", pretrained="hub", device="CPU")
+    finally:
+        server.shutdown()
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    """A loopback stand-in for the Hugging Face hub: ``/<org>/<repo>/resolve/main/<file>`` answers
+    with a redirect to the stored file and, for LFS files, the file's SHA-256 as X-Linked-Etag."""
+    files = {}  # "/org/repo" -> (bytes, published sha256 or None)
+
+    def log_message(self, *args):
+        pass
+
+    def _route(self, head):
+        repo, _, rest = self.path.partition("/resolve/main/")
+        if self.path.startswith("/storage/"):
+            data = self.files[self.path[len("/storage"):]][0]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+            return
+        if repo not in self.files or not rest:
+            self.send_error(404)
+            return
+        published = self.files[repo][1]
+        self.send_response(302)
+        self.send_header("Location", f"/storage{repo}")
+        if published:
+            self.send_header("X-Linked-Etag", f'"{published}"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_HEAD(self):
+        self._route(head=True)
+
+    def do_GET(self):
+        self._route(head=False)
+
+
+def test_hub_tag_download_uses_the_published_sha256(tiny, tmp_path, monkeypatch):
+    """Hub tags: the SHA-256 the hub publishes for the file (X-Linked-Etag) verifies the download;
+    a file without one is refused with a clear message; a wrong one fails the verification."""
+    data = (tiny["folder"] / "open_clip_pytorch_model.bin").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    _HubHandler.files = {"/org/good": (data, digest), "/org/unpublished": (data, None),
+                         "/org/wrong": (data, "1" * 64)}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setattr(open_clip.pretrained, "HF_BASE_URL", base)
+        table = open_clip.pretrained._TABLE
+        assert open_clip.pretrained.hub_file_sha256(f"{base}/org/good/resolve/main/x.bin") == digest
+        monkeypatch.setitem(table, "tiny-oc", {"good": {"hf_hub": "org/good"}, "unpublished": {"hf_hub": "org/unpublished"},
+                                               "wrong": {"hf_hub": "org/wrong"}})
+        model = open_clip.create_model("tiny-oc", pretrained="good", cache_dir=str(tmp_path / "cache"),
+                                       device="CPU", eager=True)
+        _check(model, tiny)
+        with pytest.raises(RuntimeError, match="publishes no SHA-256"):
+            open_clip.create_model("tiny-oc", pretrained="unpublished", cache_dir=str(tmp_path / "c2"), device="CPU")
+        with pytest.raises(clip._download.DownloadError):
+            open_clip.create_model("tiny-oc", pretrained="wrong", cache_dir=str(tmp_path / "c3"), device="CPU")
     finally:
         server.shutdown()
