@@ -203,3 +203,21 @@ def test_fp16_mixed_precision_step_on_cpu_kernels():
     result = overflow.train_step(images, texts)
     assert result["skipped"] and result["step"] == 0 and result["loss_scale"] == 2.0 ** 126
     assert all(np.array_equal(before[n], p.asnumpy()) for n, p in overflow.model.parameters_and_names())
+
+
+def test_fp16_loss_scale_is_saved_and_resumed(tmp_path):
+    """The dynamic loss scale (value and count of finite steps) goes into the checkpoint and comes
+    back on resume: a resumed fp16 run scales as the uninterrupted one."""
+    images, texts = _batch()
+    trainer = _tiny_trainer("fp16", scale_value=2.0 ** 127, scale_window=3)
+    trainer.train_step(images, texts)  # overflows: the scale halves
+    trainer.train_step(images, texts)  # and again
+    saved_scale = trainer.loss_scale
+    assert saved_scale == 2.0 ** 125
+    training.save_checkpoint(str(tmp_path / "ckpt"), trainer)
+    fresh = _tiny_trainer("fp16", scale_value=2.0 ** 127, scale_window=3)
+    assert fresh.loss_scale == 2.0 ** 127
+    training.resume(str(tmp_path / "ckpt"), fresh)
+    assert fresh.loss_scale == saved_scale
+    assert int(fresh.scaler.counter.asnumpy()) == int(trainer.scaler.counter.asnumpy())
+    assert fresh.train_step(images, texts)["loss_scale"] == trainer.train_step(images, texts)["loss_scale"]

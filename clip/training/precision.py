@@ -92,6 +92,24 @@ class MixedPrecisionTrainer(Trainer):
         """The current loss scale (1 for bf16)."""
         return float(self.loss.scale.asnumpy())
 
+    def state_dict(self) -> dict:
+        """As :meth:`Trainer.state_dict`, plus ``loss_scale``: the dynamic scaler's value and its
+        count of finite steps since it last changed (``None`` for bf16), so a resumed fp16 run
+        scales its losses as the uninterrupted run would."""
+        state = super().state_dict()
+        state["loss_scale"] = None if self.scaler is None else {
+            "value": float(self.scaler.scale_value.asnumpy()), "counter": int(self.scaler.counter.asnumpy())}
+        return state
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """As :meth:`Trainer.load_state_dict`, and the loss scaler's state when it was saved."""
+        super().load_state_dict(state, strict)
+        saved = state.get("loss_scale")
+        if self.scaler is not None and saved:
+            ops.assign(self.scaler.scale_value, Tensor(saved["value"], ms.float32))
+            ops.assign(self.scaler.counter, Tensor(saved["counter"], ms.int32))
+            ops.assign(self.loss.scale, Tensor(saved["value"], ms.float32))
+
     def train_step(self, images, texts) -> dict:
         """As :meth:`Trainer.train_step`; gradients unscaled before clipping, the update skipped
         (and the scale reduced) when they are not finite."""
