@@ -24,7 +24,6 @@ reports; it asserts nothing about speed.
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -34,23 +33,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TESTS = os.path.join(ROOT, "tests")
+sys.path.insert(0, HERE)
+from bench_encode import cpu_description  # noqa: E402  (imports no framework)
 FRAMEWORKS = ("torch", "mindspore")
-
-
-def cpu_description():
-    """``(CPU model, has avx512f)`` from /proc/cpuinfo."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return model, "avx512f" in flags
 
 
 def _peak_kb():
@@ -204,8 +189,7 @@ def main(argv=None):
         worker(json.loads(args.worker))
         return 0
     cpus = sorted(int(c) for c in args.cpus.split(",")) if args.cpus else sorted(os.sched_getaffinity(0))
-    model_name, avx512 = cpu_description()
-    print(f"CPU: {model_name}; avx512f: {'yes' if avx512 else 'no'}; pinned to CPUs {cpus}; batch {args.batch}, "
+    print(f"CPU: {cpu_description()}; pinned to CPUs {cpus}; batch {args.batch}, "
           f"{args.warmup} warm-up + {args.steps} timed steps, float32")
     results = []
     for model in args.models.split(","):
@@ -232,7 +216,7 @@ def main(argv=None):
         sys.path.insert(0, ROOT)
         from clip._atomic import write_atomically
 
-        write_atomically(args.json, lambda f: json.dump({"cpu": model_name, "avx512f": avx512, "results": results},
+        write_atomically(args.json, lambda f: json.dump({"cpu": cpu_description(), "results": results},
                                                         f, indent=1))
     return 0
 

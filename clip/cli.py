@@ -38,6 +38,7 @@ from .convert import add_open_clip_arguments, convert, default_output_path
 from .features import IMAGE_EXTENSIONS, extract_image_features, extract_text_features, open_image
 from .prompts import available_prompt_sets, get_prompt_set
 from .zeroshot import ZeroShotClassifier, zero_shot_classifier
+from ._argtypes import fraction as _fraction, positive_int as _positive_int
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -61,26 +62,6 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # argument parsing
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {value}")
-    return value
-
 
 def _runtime_options(with_model=True):
     """The options every subcommand shares, as an argparse parent parser."""
