@@ -34,6 +34,7 @@ __all__ = [
     "load_cifar",
     "load_image_folder",
     "read_flickr8k_captions",
+    "iter_flickr_tokens",
     "read_image_list",
     "read_caption_csv",
     "group_captions",
@@ -475,6 +476,21 @@ def read_flickr8k_captions(token_file, split_file=None):
     if split_file is not None:
         keep = set(read_image_list(split_file))
     pairs = []
+    for number, name, caption in iter_flickr_tokens(token_file):
+        if not caption:
+            raise ValueError(f"{token_file}, line {number}: empty caption")
+        if keep is None or name in keep:
+            pairs.append((name, caption))
+    return pairs
+
+
+def iter_flickr_tokens(token_file):
+    """``(line number, image name, caption)`` of each non-blank line of a Flickr caption file
+    (``<image>#<n><TAB><caption>``); the caption stripped, possibly empty.
+
+    Raises:
+        ValueError: a line is not in that format (the message names file and line).
+    """
     for number, line in enumerate(_read_lines(token_file), start=1):
         if not line.strip():
             continue
@@ -483,12 +499,7 @@ def read_flickr8k_captions(token_file, split_file=None):
         if not tab or not hash_ or not name or not index.strip().isdigit():
             raise ValueError(f"{token_file}, line {number}: expected "
                              f"'<image>#<n><TAB><caption>', got {line[:80]!r}")
-        caption = caption.strip()
-        if not caption:
-            raise ValueError(f"{token_file}, line {number}: empty caption")
-        if keep is None or name in keep:
-            pairs.append((name, caption))
-    return pairs
+        yield number, name, caption.strip()
 
 
 def read_caption_csv(path, path_column="path", caption_column="caption"):

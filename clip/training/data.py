@@ -150,20 +150,13 @@ def read_flickr_data(token_file, split_file=None, image_root=None):
         if split_file is not None else None
     root = os.fspath(image_root) if image_root is not None else _flickr_image_root(token_file)
     by_image, skipped = {}, Counter()
-    for number, line in enumerate(_datasets._read_lines(token_file), start=1):
-        if not line.strip():
-            continue
-        key, tab, caption = line.partition("\t")
-        name, hash_, index = key.strip().rpartition("#")
-        if not tab or not hash_ or not name or not index.strip().isdigit():
-            raise ValueError(f"{token_file}, line {number}: expected '<image>#<n><TAB><caption>', "
-                             f"got {line[:80]!r}")
+    for _, name, caption in _datasets.iter_flickr_tokens(token_file):
         if keep is not None and name not in keep:
             continue
-        if not caption.strip():
+        if not caption:
             skipped["empty caption"] += 1
             continue
-        by_image.setdefault(name, []).append(caption.strip())
+        by_image.setdefault(name, []).append(caption)
     names = list(by_image)
     data = CaptionedImages([os.path.join(root, n) for n in names], [by_image[n] for n in names], skipped,
                            source=token_file)
