@@ -249,4 +249,5 @@ def test_headless_runs_select_agg_and_an_explicit_backend_is_kept():
 
 
 def test_all():
-    assert set(plotting.__all__) == {"plot_similarity", "plot_topk", "image_for_display"}
+    assert set(plotting.__all__) == {"plot_similarity", "plot_topk", "image_for_display", "read_metrics",
+                                     "plot_training_curves"}
