@@ -104,13 +104,18 @@ def _cell(nb, needle, exact=False):
     return matches[0]
 
 
-def test_interacting_with_clip_runs(tmp_path, kernel_env, monkeypatch):
-    checkpoint = write_tiny_checkpoint(tmp_path / "tiny-vit.ckpt", kind="vit")
-    nb = _execute("Interacting_with_CLIP.ipynb", checkpoint, kernel_env, monkeypatch)
+def _check_every_cell_ran(nb):
+    """Every code cell was executed and none has an error output (``_outputs`` raises on one)."""
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.execution_count is not None
-            _outputs(cell)  # no error outputs
+            _outputs(cell)
+
+
+def test_interacting_with_clip_runs(tmp_path, kernel_env, monkeypatch):
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny-vit.ckpt", kind="vit")
+    nb = _execute("Interacting_with_CLIP.ipynb", checkpoint, kernel_env, monkeypatch)
+    _check_every_cell_ran(nb)
 
     stdout, _, _ = _outputs(_cell(nb, "clip.load(MODEL"))
     assert f"loaded {checkpoint} on CPU" in stdout  # the environment variables chose the model and device
@@ -162,10 +167,7 @@ def _table(stdout, ks):
 def test_prompt_engineering_runs(tmp_path, kernel_env, monkeypatch):
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny-resnet.ckpt", kind="resnet")
     nb = _execute("Prompt_Engineering.ipynb", checkpoint, kernel_env, monkeypatch)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.execution_count is not None
-            _outputs(cell)
+    _check_every_cell_ran(nb)
 
     stdout, _, _ = _outputs(_cell(nb, "clip.load(MODEL"))
     assert f"loaded {checkpoint} on CPU" in stdout
@@ -229,10 +231,7 @@ def test_fine_tuning_runs(tmp_path, kernel_env, monkeypatch):
     whose end points are the zero-shot and the fine-tuned model."""
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny-vit.ckpt", kind="vit")
     nb = _execute("Fine_tuning.ipynb", checkpoint, kernel_env, monkeypatch, CLIP_NOTEBOOK_EPOCHS="1")
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.execution_count is not None
-            _outputs(cell)
+    _check_every_cell_ran(nb)
 
     stdout, _, _ = _outputs(_cell(nb, "model, preprocess = clip.load(MODEL"))
     assert f"loaded {checkpoint} on CPU" in stdout
