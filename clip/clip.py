@@ -108,11 +108,15 @@ def _select_device(target, device_id):
                            f"{current!r} in this process ({error})") from error
 
 
-def _resolve_mode(mode, jit):
+def _resolve_mode(mode, jit, eager=False):
+    """The execution mode asked for by ``mode``/``jit``, checked against ``eager``."""
     key = mode.lower() if isinstance(mode, str) else mode
     if isinstance(key, bool) or key not in _MODES:
         raise ValueError(f"mode must be 0 / mindspore.GRAPH_MODE or 1 / mindspore.PYNATIVE_MODE, got {mode!r}")
-    return ms.GRAPH_MODE if jit else _MODES[key]
+    run_mode = ms.GRAPH_MODE if jit else _MODES[key]
+    if eager and run_mode == ms.GRAPH_MODE:
+        raise ValueError("eager=True runs nothing compiled; it cannot be combined with jit=True / mode=0")
+    return run_mode
 
 
 def _first_line(error):
@@ -239,9 +243,7 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         model takes.
     """
     target, device_id = _resolve_device(device)
-    run_mode = _resolve_mode(mode, jit)
-    if eager and run_mode == ms.GRAPH_MODE:
-        raise ValueError("eager=True runs nothing compiled; it cannot be combined with jit=True / mode=0")
+    _resolve_mode(mode, jit, eager)
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a model name or a file path, got {type(name).__name__}")
     name = os.fspath(name)

@@ -7,7 +7,7 @@ from mindspore import Tensor
 
 from .. import clip as _clip
 from ..model import Conv2d, VisionTransformer, build_model, load_weights
-from .config import architecture_of, get_model_config, list_models
+from .config import architecture_of, get_model_config
 from .model import OpenCLIP
 from .pretrained import download_pretrained, get_pretrained_cfg, list_pretrained
 from .tokenizer import Tokenizer
@@ -110,9 +110,7 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
     if force_patch_dropout is not None and not 0 <= force_patch_dropout < 1:
         raise ValueError(f"force_patch_dropout must be in [0, 1), got {force_patch_dropout}")
     target, device_id = _clip._resolve_device(device)
-    run_mode = _clip._resolve_mode(mode, jit)
-    if eager and run_mode == ms.GRAPH_MODE:
-        raise ValueError("eager=True runs nothing compiled; it cannot be combined with mode=0 / jit=True")
+    _clip._resolve_mode(mode, jit, eager)
     config = get_model_config(model_name)
     path, tag_cfg = _resolve_pretrained(model_name, pretrained, cache_dir, sha256)
     if force_image_size is not None and path is not None:
