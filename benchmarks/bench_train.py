@@ -3,6 +3,7 @@ against OpenAI's PyTorch model trained the same way, in one run, on the same cor
 
     python benchmarks/bench_train.py [--models ViT-B/32,RN50] [--batch 32] [--steps 3] [--warmup 2]
                                      [--cpus 0,1] [--frameworks torch,mindspore] [--json OUT.json]
+    python benchmarks/bench_train.py --workers 2 [--models ...] [--batch 16] ...
 
 Each (model, framework) runs in its own fresh process, pinned (``sched_setaffinity``) to the same CPU
 set, with the thread counts of both frameworks and of their math libraries set to its size:
@@ -20,6 +21,13 @@ same in both processes. The first ``--warmup`` steps are not timed (MindSpore co
 then ``--steps`` steps are timed one by one and the median reported, with the peak resident memory
 of the process (``VmHWM``) over the timed steps and over its whole life. The script measures and
 reports; it asserts nothing about speed.
+
+``--workers N`` measures data parallelism instead: MindSpore's step on the global batch ``--batch``
+in one process on N cores against N processes under ``msrun`` (each pinned to one of the cores,
+one thread, ``--batch / N`` pairs, ``Trainer(rank, world_size)``: the gathered loss and the averaged
+gradients). Reported: samples/s of both and the communication share of the distributed step, i.e.
+the time of the gradient AllReduce plus that of the loss's collectives (2 AllGathers of ``[B/N, D]``
+forward, 2 AllReduces of ``[B, D]`` backward, timed alone with the same shapes) over the step time.
 """
 import argparse
 import json
@@ -121,6 +129,125 @@ def _mindspore_step_fn(config, images, tokens, threads):
     return lambda: trainer.train_step(x, t)["loss"]
 
 
+def dp_worker(spec):
+    """Run under msrun, one rank of ``--workers N``: its share of the global batch; rank 0 prints
+    one JSON line (to its log)."""
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor, ops
+
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, TESTS)
+    import make_reference
+    from clip import distributed, training
+    from clip.model import CLIP
+
+    ctx = distributed.init("CPU")
+    os.sched_setaffinity(0, {spec["cpus"][ctx.rank % len(spec["cpus"])]})
+    try:
+        ms.device_context.cpu.threads_num(1)
+    except Exception:  # noqa: BLE001
+        pass
+    config = make_reference.config(spec["model"])
+    if isinstance(config["vision_layers"], list):
+        config["vision_layers"] = tuple(config["vision_layers"])
+    images, tokens = _inputs(config, spec["batch"])
+    share = spec["batch"] // ctx.world_size
+    mine = slice(ctx.rank * share, (ctx.rank + 1) * share)
+    model = training.make_trainable(training.init_parameters(CLIP(**config), seed=0), freeze_batch_norm_stats=False)
+    trainer = training.Trainer(model, training.create_optimizer(model), rank=ctx.rank, world_size=ctx.world_size)
+    reduce_times = []
+    average = trainer._average_over_processes
+
+    def timed_average(loss, grads):  # the gradient AllReduce, timed after the gradients are ready
+        grads[-1].asnumpy()
+        start = time.perf_counter()
+        out = average(loss, grads)
+        out[1][-1].asnumpy()
+        reduce_times.append(time.perf_counter() - start)
+        return out
+
+    trainer._average_over_processes = timed_average
+    x, t = Tensor(images[mine]), Tensor(tokens[mine])
+    for _ in range(spec["warmup"]):
+        trainer.train_step(x, t)
+    reduce_times.clear()
+    times = []
+    for _ in range(spec["steps"]):
+        ctx.barrier()
+        start = time.perf_counter()
+        trainer.train_step(x, t)
+        times.append(time.perf_counter() - start)
+    # the loss's collectives alone, same shapes: 2 AllGathers forward, 2 AllReduces backward
+    dim = config["embed_dim"]
+    features = Tensor(np.ones((share, dim), np.float32))
+    gathered = Tensor(np.ones((share * ctx.world_size, dim), np.float32))
+    gather, reduce = ops.AllGather(), ops.AllReduce()
+    loss_comm = []
+    for _ in range(5):
+        ctx.barrier()
+        start = time.perf_counter()
+        for _ in range(2):
+            gather(features).asnumpy()
+            reduce(gathered).asnumpy()
+        loss_comm.append(time.perf_counter() - start)
+    step = statistics.median(times)
+    comm = statistics.median(reduce_times) + statistics.median(loss_comm)
+    if ctx.is_main:
+        print("RESULT " + json.dumps({"model": spec["model"], "framework": f"mindspore x{ctx.world_size}",
+                                      "batch": spec["batch"], "step_s": step, "samples_per_s": spec["batch"] / step,
+                                      "grad_allreduce_s": statistics.median(reduce_times),
+                                      "loss_collectives_s": statistics.median(loss_comm),
+                                      "communication_share": comm / step,
+                                      "peak_rss_steps_mb": _peak_kb() / 1024}), flush=True)
+
+
+def _run_workers(spec, cpus, workers):
+    """``dp_worker`` as ``workers`` processes under msrun; rank 0's JSON line."""
+    import tempfile
+
+    sys.path.insert(0, ROOT)
+    from clip import distributed
+
+    with tempfile.TemporaryDirectory() as logs:
+        command = distributed.msrun_command(workers, ["--dp-worker", json.dumps({**spec, "cpus": cpus})], logs,
+                                            program=[os.path.abspath(__file__)])
+        env = _env(1)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+        with open(os.path.join(logs, "worker_0.log"), encoding="utf-8", errors="replace") as f:
+            log = f.read()
+    lines = [line[len("RESULT "):] for line in log.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(log.strip().splitlines()[-12:])
+        raise RuntimeError(f"{spec['model']} with {workers} workers failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(lines[-1])
+
+
+def main_workers(args, cpus):
+    """``--workers N``: one process on the N cores against N processes of one core each."""
+    print(f"CPU: {cpu_description()}; CPUs {cpus}; global batch {args.batch}; {args.warmup} warm-up + "
+          f"{args.steps} timed steps, float32; MindSpore: 1 process x {len(cpus)} threads vs "
+          f"{args.workers} processes x 1 thread (msrun, backend by device: mccl on CPU)")
+    results = []
+    print("\n| model | 1 process samples/s | %d processes samples/s | ratio | gradient AllReduce s | "
+          "loss collectives s | communication share |" % args.workers)
+    print("|---|---|---|---|---|---|---|")
+    for model in args.models.split(","):
+        spec = {"model": model, "framework": "mindspore", "batch": args.batch, "steps": args.steps,
+                "warmup": args.warmup}
+        one = _run(spec, cpus)
+        many = _run_workers(spec, cpus, args.workers)
+        results += [one, many]
+        if "error" in one:
+            print(f"| {model} | {one['error']} | {many['samples_per_s']:.2f} | | | | |")
+            continue
+        print(f"| {model} | {one['samples_per_s']:.2f} | {many['samples_per_s']:.2f} | "
+              f"{many['samples_per_s'] / one['samples_per_s']:.2f}x | {many['grad_allreduce_s']:.3f} | "
+              f"{many['loss_collectives_s']:.4f} | {100 * many['communication_share']:.1f} % |", flush=True)
+    return results
+
+
 def worker(spec):
     """Run in the measuring process: build, warm up, time; print one JSON line."""
     sys.path.insert(0, TESTS)
@@ -183,12 +310,29 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--cpus", default=None, help="CPU ids, e.g. 0,1 (default: every CPU of this process)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data parallelism: N processes (msrun) against one process on the same cores")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--dp-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return 0
+    if args.dp_worker:
+        dp_worker(json.loads(args.dp_worker))
+        return 0
     cpus = sorted(int(c) for c in args.cpus.split(",")) if args.cpus else sorted(os.sched_getaffinity(0))
+    if args.workers:
+        if args.batch % args.workers:
+            parser.error(f"--batch {args.batch} does not split into {args.workers} equal shares")
+        results = main_workers(args, cpus)
+        if args.json:
+            sys.path.insert(0, ROOT)
+            from clip._atomic import write_atomically
+
+            write_atomically(args.json, lambda f: json.dump({"cpu": cpu_description(), "results": results},
+                                                            f, indent=1))
+        return 0
     print(f"CPU: {cpu_description()}; pinned to CPUs {cpus}; batch {args.batch}, "
           f"{args.warmup} warm-up + {args.steps} timed steps, float32")
     results = []

@@ -6,6 +6,7 @@
     python -m clip classify photo.jpg --prompt-set cifar10 --json
     python -m clip embed photos/ --output photos-vitb32 --normalize
     python -m clip embed --texts captions.txt --output captions-vitb32
+    python -m clip embed photos/ --output photos-vitb32 --workers 4   (4 processes under msrun)
     python -m clip eval --task zero-shot --dataset cifar-10-batches-py
     python -m clip eval --task linear-probe --dataset cifar-10-batches-py --json probe.json
     python -m clip eval --task retrieval --dataset Flickr8k.token.txt --images-root Flicker8k_Dataset
@@ -31,11 +32,13 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from . import _download, datasets, evaluation
+from . import _download, datasets, distributed, evaluation
 from ._atomic import write_atomically
-from .clip import _MODELS, available_models, load
+from .clip import _MODELS, _resolve_device, available_models, load
 from .convert import add_open_clip_arguments, convert, default_output_path
-from .features import IMAGE_EXTENSIONS, extract_image_features, extract_text_features, open_image
+from .distributed import DEFAULT_CLUSTER_TIMEOUT, launch, launched_by_msrun
+from .features import (IMAGE_EXTENSIONS, ImageFeatures, _extract_rows, extract_image_features,
+                       extract_text_features, find_images, open_image)
 from .prompts import available_prompt_sets, get_prompt_set
 from .zeroshot import ZeroShotClassifier, zero_shot_classifier
 from ._argtypes import fraction as _fraction, positive_int as _positive_int
@@ -146,6 +149,19 @@ def build_parser():
                    help="threads decoding and preprocessing images (default: 2)")
     p.add_argument("--truncate", action="store_true",
                    help="cut texts longer than the context length (77 tokens) instead of failing")
+    g = p.add_argument_group("processes (data parallelism: images only)")
+    g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="encode the images with N processes on this machine: starts msrun with N workers, "
+                        "which run this command; each encodes every N-th batch, rank 0 writes the one "
+                        "result, the same as with one process (default: 1; under msrun: omit it or give "
+                        "msrun's number). --texts is always embedded in one process")
+    g.add_argument("--master-port", type=_positive_int, metavar="PORT",
+                   help="with --workers: the port of msrun's scheduler (default: a free one)")
+    g.add_argument("--cluster-timeout", type=_positive_int, default=DEFAULT_CLUSTER_TIMEOUT, metavar="SECONDS",
+                   help=f"with --workers: fail if the processes have not all joined within this time "
+                        f"(default: {DEFAULT_CLUSTER_TIMEOUT})")
+    g.add_argument("--log-dir", metavar="DIR",
+                   help="with --workers: msrun's logs, one per process (default: PREFIX.logs)")
     p.set_defaults(run=_cmd_embed)
 
     # eval ------------------------------------------------------------------------------------
@@ -416,27 +432,19 @@ def _embed_texts(args, model):
     return 0
 
 
-def _cmd_embed(args):
-    if (args.source is None) == (args.texts is None):
-        raise CLIError("give either SOURCE (a folder or a list of image paths) or --texts FILE, not "
-                       + ("both" if args.source is not None else "neither"))
-    if args.texts is not None:
-        if not os.path.isfile(args.texts):
-            raise FileNotFoundError(f"text file {args.texts!r} not found")
-        _output_files(args.output, "texts")
-        model, _ = _load_model(args)
-        return _embed_texts(args, model)
+def _image_paths(source):
+    """The ordered image files of SOURCE: a folder's images (sorted, recursively), the files of a
+    list, or one image."""
+    if not os.path.isdir(source):
+        return _image_list(source)
+    paths = find_images(source)
+    if not paths:
+        raise CLIError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {source!r}")
+    return paths
 
-    if not os.path.exists(args.source):
-        raise FileNotFoundError(f"{args.source!r} not found (SOURCE is a folder or a list of image paths)")
-    source = args.source if os.path.isdir(args.source) else _image_list(args.source)
-    npy, txt = _output_files(args.output, "paths")
-    model, preprocess = _load_model(args)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="skipped .* images that could not be read")
-        result = extract_image_features(model, preprocess, source, batch_size=args.batch_size,
-                                        num_workers=args.num_workers, progress=_progress(args),
-                                        normalize=args.normalize)
+
+def _save_embedding(args, result, npy, txt):
+    """Write an image embedding and print its summary (one line per unreadable image)."""
     total = len(result) + len(result.failed)
     if not len(result):
         print(f"failed: all {total} images could not be read:")
@@ -449,6 +457,116 @@ def _cmd_embed(args):
     print(f"failed:   {len(result.failed)}" + (" (not embedded):" if result.failed else ""))
     _report_failures(result.failed, sys.stdout)
     return 0
+
+
+def _msrun_world_size():
+    return int(os.environ.get("MS_WORKER_NUM", "1")) if launched_by_msrun() else 1
+
+
+def _cmd_embed(args):
+    if (args.source is None) == (args.texts is None):
+        raise CLIError("give either SOURCE (a folder or a list of image paths) or --texts FILE, not "
+                       + ("both" if args.source is not None else "neither"))
+    if args.texts is not None:
+        if args.workers > 1 or _msrun_world_size() > 1:
+            raise CLIError("--texts is embedded in one process; drop --workers (and do not start it under msrun)")
+        if not os.path.isfile(args.texts):
+            raise FileNotFoundError(f"text file {args.texts!r} not found")
+        _output_files(args.output, "texts")
+        model, _ = _load_model(args)
+        return _embed_texts(args, model)
+
+    if not os.path.exists(args.source):
+        raise FileNotFoundError(f"{args.source!r} not found (SOURCE is a folder or a list of image paths)")
+    npy, txt = _output_files(args.output, "paths")
+    if launched_by_msrun():
+        return _embed_images_as_rank(args, npy, txt)
+    paths = _image_paths(args.source)
+    if args.workers > 1:  # the inputs are checked: run this command line as N processes under msrun
+        _resolve_device(args.device)
+        _model_file(args.model, args.download_root, _progress(args))  # a model name is downloaded once, here
+        log_dir = args.log_dir or npy[:-len(".npy")] + ".logs"
+        return launch(args.workers, args.argv, log_dir, args.master_port, args.cluster_timeout)
+    model, preprocess = _load_model(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="skipped .* images that could not be read")
+        result = extract_image_features(model, preprocess, paths, batch_size=args.batch_size,
+                                        num_workers=args.num_workers, progress=_progress(args),
+                                        normalize=args.normalize)
+    return _save_embedding(args, result, npy, txt)
+
+
+# the options of embed that shape its result: the same on every rank
+_EMBED_SETTINGS = ("source", "output", "model", "download_root", "device", "mode", "eager", "batch_size",
+                   "normalize")
+
+
+def _shard_file(npy, rank, world_size):
+    """Where one rank leaves its share for rank 0 (beside the output; removed by rank 0)."""
+    return f"{npy[:-len('.npy')]}.rank{rank}-of-{world_size}.npz"
+
+
+def _embed_images_as_rank(args, npy, txt):
+    """``embed`` as one of the processes started by msrun.
+
+    Every rank lists the same images and cuts them into batches of ``--batch-size`` in order; rank
+    ``r`` of ``W`` encodes batches ``r, r + W, r + 2W, ...`` and leaves its features, their
+    positions in the list and its unreadable files in a shard file; after a barrier rank 0 puts
+    the shards together in list order, writes PREFIX.npy and PREFIX.paths.txt as one process
+    would, removes the shards and prints the summary."""
+    target, device_id = _resolve_device(args.device)
+    ctx = distributed.init(target, device_id)  # first: msrun's scheduler process ends in here
+    ctx.check_same({name: getattr(args, name) for name in _EMBED_SETTINGS}, "settings")
+    if args.workers not in (1, ctx.world_size):
+        raise ValueError(f"--workers {args.workers}, but msrun started {ctx.world_size} processes; "
+                         "under msrun omit --workers or give msrun's --worker_num")
+    paths = _image_paths(args.source)
+    ctx.check_same({"images": paths}, "lists of images (SOURCE changed while they started)")
+    model, preprocess = _load_model(args)
+    size, world = args.batch_size, ctx.world_size
+    mine = [i for b in range(ctx.rank, -(-len(paths) // size), world)
+            for i in range(b * size, min((b + 1) * size, len(paths)))]  # positions in `paths`
+    features, rows, failed = _extract_rows(model, preprocess, [paths[i] for i in mine], batch_size=size,
+                                           num_workers=args.num_workers, progress=_progress(args),
+                                           normalize=args.normalize)
+    shard = {"features": features,
+             "rows": np.asarray([mine[j] for j in rows], np.int64),
+             "paths": np.asarray([paths[mine[j]] for j in rows], np.str_),
+             "failed_rows": np.asarray([mine[j] for j, _ in failed], np.int64),
+             "failed_paths": np.asarray([paths[mine[j]] for j, _ in failed], np.str_),
+             "failed_messages": np.asarray([message for _, message in failed], np.str_)}
+    write_atomically(_shard_file(npy, ctx.rank, world), lambda f: np.savez(f, **shard), binary=True)
+    ctx.barrier()
+    if not ctx.is_main:
+        return 0  # rank 0 reports for the job
+    shards = [_shard_file(npy, rank, world) for rank in range(world)]
+    try:
+        result = _join_shards(shards, paths)
+    finally:
+        for path in shards:
+            if os.path.exists(path):
+                os.remove(path)
+    return _save_embedding(args, result, npy, txt)
+
+
+def _join_shards(shards, paths):
+    """The ``ImageFeatures`` of ``paths`` from the ranks' shard files, in list order."""
+    rows, features, failed = [], [], []
+    for shard in shards:
+        with np.load(shard, allow_pickle=False) as part:
+            if part["paths"].tolist() != [paths[i] for i in part["rows"].tolist()]:
+                raise RuntimeError(f"{shard} was written for another list of images")
+            rows.append(part["rows"])
+            features.append(part["features"])
+            failed.extend(zip(part["failed_rows"].tolist(), part["failed_messages"].tolist()))
+    rows = np.concatenate(rows)
+    seen = np.sort(np.concatenate([rows, np.asarray([i for i, _ in failed], np.int64)]))
+    if not np.array_equal(seen, np.arange(len(paths))):
+        raise RuntimeError(f"the shards {', '.join(shards)} do not hold every image once")
+    order = np.argsort(rows, kind="stable")
+    features = np.concatenate(features)[order]
+    failed.sort()
+    return ImageFeatures(features, [paths[i] for i in rows[order]], [(paths[i], m) for i, m in failed])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,7 +832,9 @@ def main(argv=None):
     printed as one ``error: ...`` line on stderr and returns 1 (``--debug``: with the traceback).
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given (``--workers N`` runs it again under msrun)
     with warnings.catch_warnings():
         if not args.debug:
             warnings.showwarning = _show_warning

@@ -196,6 +196,9 @@ def _resolution(model, preprocess):
 
 
 def _extract_from_files(model, preprocess, paths, resolution, batch_size, num_workers, progress):
+    """``(features [n, D], rows, failed)``: the features of the readable files of ``paths``,
+    the position in ``paths`` of each row, and ``(position, error message)`` of
+    each file that could not be read."""
     source = _FileRows(paths, preprocess, resolution)
     dataset = ds.GeneratorDataset(source, column_names=["image", "index", "error"], shuffle=False,
                                   num_parallel_workers=num_workers, python_multiprocessing=False)
@@ -208,8 +211,8 @@ def _extract_from_files(model, preprocess, paths, resolution, batch_size, num_wo
         for pixels, indices, errors in iterator:
             ok = np.array([not str(e) for e in errors], dtype=bool)
             for index, error in zip(indices[~ok], errors[~ok]):
-                failed.append((paths[int(index)], str(error)))
-            kept.extend(paths[int(i)] for i in indices[ok])
+                failed.append((int(index), str(error)))
+            kept.extend(int(i) for i in indices[ok])
             encoder.add(pixels[ok])
             bar.update(len(indices))
             if failed:
@@ -436,8 +439,10 @@ def extract_image_features(model, preprocess, source, batch_size: int = 64, num_
         else:
             raise TypeError(f"source must be a folder, a list of image paths or a mindspore.dataset.Dataset, "
                             f"got {type(source).__name__}")
-        features, paths, failed = _extract_from_files(model, preprocess, paths, resolution, batch_size,
-                                                      num_workers, progress)
+        features, rows, failed = _extract_from_files(model, preprocess, paths, resolution, batch_size,
+                                                     num_workers, progress)
+        failed = [(paths[i], message) for i, message in failed]
+        paths = [paths[i] for i in rows]
         if failed:
             shown = "; ".join(f"{path} ({message})" for path, message in failed[:3])
             more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
@@ -450,6 +455,25 @@ def extract_image_features(model, preprocess, source, batch_size: int = 64, num_
     if save_to is not None:
         result.save(save_to)
     return result
+
+
+def _extract_rows(model, preprocess, paths, batch_size=64, num_workers=2, progress=True, normalize=False):
+    """:func:`extract_image_features` of a list of files, by position: ``(features [n, D] float32,
+    rows [n] int64, failed)``, where ``rows`` holds the position in ``paths`` of each feature row
+    and ``failed`` is ``[(position, error message)]``; an empty ``paths`` gives no rows.
+    No warning. (``python -m clip embed --workers N`` encodes one share of a list per process.)"""
+    _check_model(model, "encode_image")
+    batch_size = _check_int(batch_size, "batch_size")
+    num_workers = _check_int(num_workers, "num_workers")
+    resolution = _resolution(model, preprocess)
+    paths = [os.fspath(path) for path in paths]
+    if not paths:
+        return np.zeros((0, _embed_dim(model)), np.float32), np.zeros(0, np.int64), []
+    features, rows, failed = _extract_from_files(model, preprocess, paths, resolution, batch_size,
+                                                 num_workers, progress)
+    if normalize and len(features):
+        features = _normalise(features)
+    return np.asarray(features, np.float32), np.asarray(rows, np.int64), failed
 
 
 def _encode_texts(model, texts, batch_size, progress, truncate, desc):

@@ -2,8 +2,8 @@
 
 The pieces, one module each, after open_clip's training design:
 
-- :mod:`~clip.training.loss`: :class:`ClipLoss`, the symmetric contrastive loss, data-parallel
-  ready (:class:`GatherFeatures`);
+- :mod:`~clip.training.loss`: :class:`ClipLoss`, the symmetric contrastive loss over all processes'
+  features (:class:`GatherFeatures` / :class:`AllGatherFeatures`: the gather with its gradient);
 - :mod:`~clip.training.optim`: :class:`AdamW` (``torch.optim.AdamW``'s update), the weight-decay
   rule and groups, per-family defaults and the pre-training / fine-tuning presets, gradient
   clipping, the ``logit_scale`` clamp;
@@ -38,7 +38,7 @@ Fine-tuning in a few lines::
     training.save_checkpoint("checkpoints/last", trainer)
 """
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE, load_checkpoint, resume, save_checkpoint
-from .loss import ClipLoss, GatherFeatures
+from .loss import GATHER_BACKWARDS, AllGatherFeatures, ClipLoss, GatherFeatures, gather_features
 from .optim import (FAMILY_DEFAULTS, MAX_LOGIT_SCALE, NO_WEIGHT_DECAY, PRESETS, AdamW, clamp_logit_scale,
                     clip_by_global_norm, create_optimizer, exclude_from_weight_decay, model_family,
                     optimizer_defaults, param_groups)
@@ -55,7 +55,7 @@ from .run import TrainConfig, train
 
 __all__ = [
     # loss
-    "ClipLoss", "GatherFeatures",
+    "ClipLoss", "GatherFeatures", "AllGatherFeatures", "gather_features", "GATHER_BACKWARDS",
     # optimiser
     "AdamW", "create_optimizer", "optimizer_defaults", "param_groups", "exclude_from_weight_decay",
     "model_family", "clip_by_global_norm", "clamp_logit_scale",

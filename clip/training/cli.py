@@ -5,7 +5,9 @@ command line (argparse's exit code 2 for malformed options, one ``error: ...`` l
 for missing files, empty data sets and other bad input).
 """
 import argparse
+import os
 
+from ..distributed import DEFAULT_CLUSTER_TIMEOUT, launch, launched_by_msrun
 from .._argtypes import (non_negative_float as _non_negative_float, non_negative_int as _non_negative_int,
                          positive_float as _positive_float, positive_int as _positive_int)
 
@@ -44,10 +46,15 @@ def add_train_parser(commands, parents=()):
     g.add_argument("--train-split", metavar="FILE", help="flickr: list of the training images (Flickr_8k.trainImages.txt)")
     g.add_argument("--val-split", metavar="FILE", help="flickr: list of the validation images")
     g.add_argument("--images-root", metavar="DIR", help="flickr: folder of the images (default: beside the token file)")
-    g.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="decoding threads (default: 2)")
+    g.add_argument("--num-workers", type=_positive_int, default=2, metavar="N",
+                   help="decoding threads per process (default: 2)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_positive_int, default=1)
-    g.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="pairs per step (default: 64)")
+    batch = g.add_mutually_exclusive_group()
+    batch.add_argument("--batch-size", type=_positive_int, metavar="N",
+                       help="pairs per step and process (default: 64)")
+    batch.add_argument("--global-batch-size", type=_positive_int, metavar="N",
+                       help="pairs per step over all processes (divided equally among them)")
     g.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N steps (checkpoint saved)")
     g.add_argument("--lr", type=_positive_float, help="peak learning rate (default: 5e-4 with --config, 1e-5 with --model)")
     g.add_argument("--wd", type=_non_negative_float, help="weight decay (default: 0.2 with --config, 0.1 with --model)")
@@ -81,8 +88,28 @@ def add_train_parser(commands, parents=()):
     g.add_argument("--device", help="Ascend, GPU or CPU (default: the best available)")
     g.add_argument("--mode", choices=("graph", "pynative"), default="graph",
                    help="graph: the training step is compiled (default); pynative: everything eager")
+    g = p.add_argument_group("processes (data parallelism, see the README)")
+    g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="train with N processes on this machine: starts msrun with N workers, which run this "
+                        "command (default: 1; under msrun: omit it or give msrun's number)")
+    g.add_argument("--master-port", type=_positive_int, metavar="PORT",
+                   help="with --workers: the port of msrun's scheduler (default: a free one)")
+    g.add_argument("--cluster-timeout", type=_positive_int, default=DEFAULT_CLUSTER_TIMEOUT, metavar="SECONDS",
+                   help=f"with --workers: fail if the processes have not all joined within this time "
+                        f"(default: {DEFAULT_CLUSTER_TIMEOUT})")
+    g.add_argument("--log-dir", metavar="DIR", help="with --workers: msrun's logs (default: OUTPUT/logs)")
     p.set_defaults(run=run_train)
     return p
+
+
+def start_workers(args, argv) -> int:
+    """``--workers N`` outside msrun: run this same command line as N processes under msrun."""
+    from .run import TrainConfig, per_process_batch_size
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    per_process_batch_size(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}), args.workers)
+    log_dir = args.log_dir or os.path.join(args.output, "logs")
+    return launch(args.workers, argv, log_dir, args.master_port, args.cluster_timeout)
 
 
 def run_train(args) -> int:
@@ -91,10 +118,14 @@ def run_train(args) -> int:
 
     if (args.model is None) == (args.config is None):
         raise ValueError("give exactly one of --model (fine-tune) and --config (train from scratch)")
+    if args.workers > 1 and not launched_by_msrun():
+        return start_workers(args, args.argv)
     fields = set(TrainConfig.__dataclass_fields__)
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.quiet
     summary = train(TrainConfig(**values))
+    if summary["rank"] != 0:  # rank 0 reports for the job
+        return 0
     skipped = ", ".join(f"{n} {why}" for why, n in summary["skipped"].items() if n) or "nothing"
     print(f"trained {summary['steps']} steps; skipped: {skipped}")
     if summary["eval"]:

@@ -20,8 +20,20 @@ Resuming (``resume="latest"`` or a checkpoint folder) restores weights, AdamW's 
 and the data position (epoch and batch); the data order and augmentation depend only on the
 seed, the epoch and the sample (see :mod:`clip.training.data`), so a resumed run computes the
 same steps as an uninterrupted one. ``max_steps`` stops a run early (after saving a checkpoint).
+
+Data parallelism: started by ``msrun`` (directly, or through ``python -m clip train --workers N``),
+every process runs :func:`train` with the same settings. :func:`clip.distributed.init` joins the
+job; ``batch_size`` is per process (open_clip's meaning; or give ``global_batch_size``); each
+global batch of ``batch_size * world_size`` pairs (the same batches one process would take with
+that batch size) is split across the ranks, the contrastive loss compares every rank's features
+with all the others' (:class:`~clip.training.ClipLoss`) and the gradients are averaged, so ``N``
+processes compute the steps of one process with ``N`` times the batch. Only rank 0 writes (config,
+metrics, checkpoints, the final weights) and evaluates; every rank can resume from the checkpoints
+(the output folder must be visible to all of them). BatchNorm layers that train their statistics
+(a ResNet from scratch) normalise each process's share separately (no synchronised BatchNorm).
 """
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -34,6 +46,7 @@ import numpy as np
 from mindspore import Tensor
 from tqdm import tqdm
 
+from .. import distributed
 from .._atomic import write_atomically
 from ..clip import _resolve_device, _select_device, load
 from ..convert import save_state_dict
@@ -49,7 +62,8 @@ from .schedule import make_schedule
 from .trainable import enable_grad_checkpointing, init_parameters, lock_image, lock_text, make_trainable
 from .trainer import Trainer
 
-__all__ = ["TrainConfig", "train", "NAMED_CONFIGS", "model_config", "parse_every", "latest_checkpoint"]
+__all__ = ["TrainConfig", "train", "NAMED_CONFIGS", "model_config", "parse_every", "latest_checkpoint",
+           "per_process_batch_size"]
 
 _TEXT = dict(context_length=77, vocab_size=49408)
 #: small architectures for training from scratch (``--config NAME``); OpenAI's vocabulary and context
@@ -82,7 +96,8 @@ class TrainConfig:
     val_split: Optional[str] = None
     images_root: Optional[str] = None
     epochs: int = 1
-    batch_size: int = 64
+    batch_size: Optional[int] = None          # pairs per step and process (default 64)
+    global_batch_size: Optional[int] = None   # or: pairs per step over all processes (divided among them)
     lr: Optional[float] = None                # default: the preset's (5e-4 from scratch, 1e-5 fine-tuning)
     wd: Optional[float] = None                # default: the preset's (0.2 / 0.1)
     beta1: Optional[float] = None
@@ -106,7 +121,8 @@ class TrainConfig:
     seed: int = 0
     device: Optional[str] = None
     mode: str = "graph"                       # graph: compiled training step; pynative: eager
-    workers: int = 2
+    num_workers: int = 2                      # decoding threads (per process)
+    workers: int = 1                          # processes: 1, or the number msrun started
     download_root: Optional[str] = None
     max_steps: Optional[int] = None
     progress: bool = True
@@ -214,15 +230,56 @@ def _write_final(cfg, model):
     return path
 
 
+def per_process_batch_size(cfg: TrainConfig, world_size: int) -> int:
+    """Pairs per step and process: ``batch_size`` (default 64), or ``global_batch_size`` divided by
+    the number of processes (which must divide it)."""
+    if cfg.batch_size is not None and cfg.global_batch_size is not None:
+        raise ValueError("give --batch-size (per process) or --global-batch-size, not both")
+    if cfg.global_batch_size is None:
+        return 64 if cfg.batch_size is None else cfg.batch_size
+    if cfg.global_batch_size < 1 or cfg.global_batch_size % world_size:
+        raise ValueError(f"--global-batch-size {cfg.global_batch_size} does not split into {world_size} equal "
+                         "per-process batches")
+    return cfg.global_batch_size // world_size
+
+
+def _check_processes(cfg: TrainConfig):
+    """``workers`` against how this process was started; the batch size for that many processes."""
+    if cfg.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {cfg.workers}")
+    world = int(os.environ.get("MS_WORKER_NUM", "1")) if distributed.launched_by_msrun() else 1
+    if distributed.launched_by_msrun():
+        if cfg.workers not in (1, world):
+            raise ValueError(f"--workers {cfg.workers}, but msrun started {world} processes")
+    elif cfg.workers > 1:
+        raise ValueError(f"train() runs in this one process; for {cfg.workers} processes use "
+                         f"'python -m clip train --workers {cfg.workers} ...' or start it under msrun")
+    return per_process_batch_size(cfg, world)
+
+
+def _weights_digest(model) -> str:
+    """SHA-256 of every parameter's bytes: the ranks must start from the same weights."""
+    digest = hashlib.sha256()
+    for name, p in model.parameters_and_names():
+        digest.update(name.encode("utf-8"))
+        digest.update(np.ascontiguousarray(p.asnumpy()).tobytes())
+    return digest.hexdigest()
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run the training described by ``cfg``; returns ``{"final", "steps", "last_metrics", "eval",
-    "skipped"}``. Errors in the inputs raise ``ValueError`` / ``FileNotFoundError`` with one line."""
-    for name in ("epochs", "batch_size", "accum_freq"):
+    "skipped", "rank", "world_size"}``. Errors in the inputs raise ``ValueError`` /
+    ``FileNotFoundError`` with one line. Under ``msrun`` this process trains as one of the job's
+    ranks (see the module docstring); only rank 0 writes files."""
+    for name in ("epochs", "accum_freq"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.batch_size % cfg.accum_freq:
-        raise ValueError(f"--batch-size {cfg.batch_size} is not divisible by --accum-freq {cfg.accum_freq}")
-    if cfg.batch_size < 2:
+    batch_size = _check_processes(cfg)
+    if batch_size % cfg.accum_freq:
+        what = f"--batch-size {batch_size}" if cfg.global_batch_size is None else \
+            f"the batch size per process {batch_size} (--global-batch-size {cfg.global_batch_size})"
+        raise ValueError(f"{what} is not divisible by --accum-freq {cfg.accum_freq}")
+    if batch_size < 2:
         raise ValueError("--batch-size must be >= 2 (the contrastive loss needs negatives)")
     if cfg.schedule not in ("cosine", "const", "constant"):
         raise ValueError(f"unknown --schedule {cfg.schedule!r}; use cosine or const")
@@ -233,25 +290,36 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.val_data is not None and not os.path.exists(cfg.val_data):
         raise FileNotFoundError(f"--val-data {cfg.val_data!r} not found")
     parse_every(cfg.eval_every, 1), parse_every(cfg.save_every, 1)  # malformed intervals fail now
-    check_precision(cfg.precision, _resolve_device(cfg.device)[0])
+    target, device_id = _resolve_device(cfg.device)
+    check_precision(cfg.precision, target)
     resume_from = None
     if cfg.resume:
         resume_from = latest_checkpoint(cfg.output) if cfg.resume == "latest" else cfg.resume
         if not os.path.isdir(resume_from):
             raise FileNotFoundError(f"--resume {cfg.resume!r}: no such checkpoint folder")
+    # under msrun: join the job now (the scheduler process ends in here), before anything is read
+    # or written; every rank must have been started with the same settings
+    ctx = distributed.init(target, device_id)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
+    ctx.check_same(settings, "settings")
+    main = ctx.is_main
+    global_batch = batch_size * ctx.world_size
+
     train_pairs = _read(cfg, cfg.train_data, cfg.train_split)
-    if len(train_pairs) < cfg.batch_size:
-        raise ValueError(f"--train-data has {len(train_pairs)} usable pairs, fewer than one batch of {cfg.batch_size}")
-    val_pairs = _read(cfg, cfg.val_data, cfg.val_split) if cfg.val_data else None
+    if len(train_pairs) < global_batch:
+        raise ValueError(f"--train-data has {len(train_pairs)} usable pairs, fewer than one batch of {global_batch}")
+    val_pairs = _read(cfg, cfg.val_data, cfg.val_split) if cfg.val_data and main else None
 
     model, fresh = _build_model(cfg)
     check_precision(cfg.precision)
+    if ctx.distributed:
+        ctx.check_same({"weights": _weights_digest(model)}, "initial weights (--model files or --seed)")
     resolution = model.visual.input_resolution
     data = CaptionDataset(train_pairs, resolution, model.context_length, train=True, seed=cfg.seed,
-                          num_workers=cfg.workers)
-    steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
+                          num_workers=cfg.num_workers)
+    steps_per_epoch = data.steps_per_epoch(batch_size, ctx.world_size)
     if steps_per_epoch == 0:
-        raise ValueError(f"--train-data has {len(data)} usable pairs, fewer than one batch of {cfg.batch_size}")
+        raise ValueError(f"--train-data has {len(data)} usable pairs, fewer than one batch of {global_batch}")
     total_steps = steps_per_epoch * cfg.epochs
     eval_every = parse_every(cfg.eval_every, steps_per_epoch)
     save_every = parse_every(cfg.save_every, steps_per_epoch)
@@ -279,13 +347,14 @@ def train(cfg: TrainConfig) -> dict:
     schedule = make_schedule("cosine", base_lr=base_lr, warmup_steps=cfg.warmup, total_steps=total_steps) \
         if cfg.schedule == "cosine" else make_schedule("constant", base_lr=base_lr, warmup_steps=cfg.warmup)
     kwargs = dict(schedule=schedule, accum_freq=cfg.accum_freq, grad_clip_norm=cfg.grad_clip_norm,
-                  jit=cfg.mode == "graph")
+                  jit=cfg.mode == "graph", rank=ctx.rank, world_size=ctx.world_size)
     trainer = (Trainer(model, optimizer, **kwargs) if cfg.precision == "fp32"
                else MixedPrecisionTrainer(model, optimizer, precision=cfg.precision, **kwargs))
-    if isinstance(model.visual, VisionTransformer) or cfg.mode == "graph":
+    if main and (isinstance(model.visual, VisionTransformer) or cfg.mode == "graph"):
         model.compile_towers(image=isinstance(model.visual, VisionTransformer), text=True)  # evaluation
 
-    os.makedirs(cfg.output, exist_ok=True)
+    if main:
+        os.makedirs(cfg.output, exist_ok=True)
     start_epoch, start_batch = 0, 0
     resumed_step = None
     if resume_from is not None:
@@ -293,20 +362,23 @@ def train(cfg: TrainConfig) -> dict:
         start_epoch, start_batch = int(state["extra"]["epoch"]), int(state["extra"]["batch"])
         data.skipped.update(state["extra"].get("skipped", {}))
         resumed_step = trainer.step
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
-    write_atomically(os.path.join(cfg.output, "config.json"),
-                     lambda f: json.dump({**settings, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-                                          "train_pairs": len(data), "skipped_rows": dict(train_pairs.skipped)},
-                                         f, indent=1))
-    log = _MetricsLog(os.path.join(cfg.output, "metrics.jsonl"), truncate_after_step=resumed_step if cfg.resume else -1)
-    evaluator = None
-    if val_pairs is not None and eval_every is not None:
-        evaluator = Evaluator(val_pairs, resolution, model.context_length, templates=_templates(cfg),
-                              retrieval=cfg.data_format != "imagefolder", num_workers=cfg.workers)
+    log, evaluator = None, None
+    if main:
+        write_atomically(os.path.join(cfg.output, "config.json"),
+                         lambda f: json.dump({**settings, "world_size": ctx.world_size, "batch_size_per_process":
+                                              batch_size, "global_batch_size": global_batch,
+                                              "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+                                              "train_pairs": len(data), "skipped_rows": dict(train_pairs.skipped)},
+                                             f, indent=1))
+        log = _MetricsLog(os.path.join(cfg.output, "metrics.jsonl"),
+                          truncate_after_step=resumed_step if cfg.resume else -1)
+        if val_pairs is not None and eval_every is not None:
+            evaluator = Evaluator(val_pairs, resolution, model.context_length, templates=_templates(cfg),
+                                  retrieval=cfg.data_format != "imagefolder", num_workers=cfg.num_workers)
 
     last, last_eval, finished = {}, {}, False
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
-    bar = tqdm(total=stop_at, initial=trainer.step, unit="step", desc="train", disable=not cfg.progress,
+    bar = tqdm(total=stop_at, initial=trainer.step, unit="step", desc="train", disable=not (cfg.progress and main),
                dynamic_ncols=True)
 
     def evaluate(epoch):
@@ -323,24 +395,30 @@ def train(cfg: TrainConfig) -> dict:
             trainer.epoch = epoch
             first = start_batch if epoch == start_epoch else 0
             tick = time.perf_counter()
-            for batch, (images, tokens) in enumerate(data.batches(epoch, cfg.batch_size, start=first), start=first):
+            batches = data.batches(epoch, batch_size, num_shards=ctx.world_size, shard_id=ctx.rank, start=first)
+            for batch, (images, tokens) in enumerate(batches, start=first):
                 if trainer.step >= stop_at:
                     break
-                keep = len(images) - len(images) % cfg.accum_freq  # unreadable images made it smaller
+                # unreadable images made the batch smaller: every rank keeps as many rows as the
+                # smallest share (the gathered features must line up), a multiple of accum_freq
+                rows = ctx.min(len(images)) if ctx.distributed else len(images)
+                keep = rows - rows % cfg.accum_freq
                 if keep < 2:
                     continue
                 images, tokens = images[:keep], tokens[:keep]
                 metrics = trainer.train_step(Tensor(images), Tensor(tokens))
                 now = time.perf_counter()
                 last = {"kind": "train", "step": trainer.step, "epoch": epoch, **metrics,
-                        "samples_per_s": len(images) / max(now - tick, 1e-9)}
+                        "samples_per_s": len(images) * ctx.world_size / max(now - tick, 1e-9)}
                 tick = now
-                log.write(last)
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}",
                                 scale=f"{last['logit_scale']:.1f}", sps=f"{last['samples_per_s']:.1f}")
                 done_epoch = batch + 1 == steps_per_epoch
                 position = (epoch + 1, 0) if done_epoch else (epoch, batch + 1)
+                if not main:
+                    continue
+                log.write(last)
                 if evaluator is not None and trainer.step % eval_every == 0:
                     evaluate(epoch)
                 if (save_every is not None and trainer.step % save_every == 0) or trainer.step == stop_at:
@@ -353,6 +431,7 @@ def train(cfg: TrainConfig) -> dict:
     finished = finished or trainer.step >= total_steps
     if evaluator is not None and last_eval.get("step") != trainer.step and finished:
         evaluate(cfg.epochs - 1)
-    final = _write_final(cfg, model) if finished else None
+    final = _write_final(cfg, model) if finished and main else None
     return {"final": final, "steps": trainer.step, "last_metrics": last, "eval": last_eval,
-            "skipped": {**dict(train_pairs.skipped), **dict(data.skipped)}}
+            "skipped": {**dict(train_pairs.skipped), **dict(data.skipped)}, "finished": finished,
+            "rank": ctx.rank, "world_size": ctx.world_size}

@@ -57,9 +57,11 @@ class Trainer:
             keeps the optimiser's rates.
         accum_freq: micro-batches per step (exact accumulation, see the module docstring).
         grad_clip_norm: clip the global gradient norm to this value; ``None`` does not clip.
-        rank, world_size: data parallelism. With ``world_size > 1`` the gradients are averaged
-            over processes (``AllReduce``) after accumulation; MindSpore's communication must be
-            initialised (``mindspore.communication.init()``).
+        rank, world_size: data parallelism. With ``world_size > 1`` the gradients and the loss are
+            averaged over processes (one ``AllReduce``) after accumulation, so every process holds
+            the gradient and the loss of the global batch; MindSpore's communication must be
+            initialised (:func:`clip.distributed.init` under ``msrun``). Each process passes its
+            share of every global batch (rows ``rank * B`` to ``(rank + 1) * B``).
         jit: compile the gradient computations with ``mindspore.jit`` (much faster than PyNative).
             Configure the model (locks, BatchNorm) before creating the trainer: the compiled graphs
             keep the configuration they were built with.
@@ -154,8 +156,18 @@ class Trainer:
         else:
             loss, grads = self._accumulated(images, texts)
         if self._all_reduce is not None:
-            grads = tuple(self._all_reduce(g) / self.world_size for g in grads)
+            loss, grads = self._average_over_processes(loss, grads)
         return loss, tuple(grads)
+
+    def _average_over_processes(self, loss, grads):
+        """``loss`` and ``grads`` averaged over the processes, in one AllReduce of them all (one
+        flat vector): the loss of the global batch and its gradient."""
+        parts = [loss.reshape(1)] + [g.reshape(-1) for g in grads]
+        sizes = [int(p.shape[0]) for p in parts]
+        total = self._all_reduce(ops.cat([p.astype(ms.float32) for p in parts])) / self.world_size
+        pieces = ops.split(total, sizes)
+        loss = pieces[0].reshape(()).astype(loss.dtype)
+        return loss, tuple(p.reshape(g.shape).astype(g.dtype) for p, g in zip(pieces[1:], grads))
 
     def _accumulated(self, images, texts):
         k, n = self.accum_freq, images.shape[0]
