@@ -1,4 +1,5 @@
 """open_clip's entry points: ``create_model``, ``create_model_and_transforms``, ``get_tokenizer``."""
+import logging
 import os
 
 import mindspore as ms
@@ -9,6 +10,7 @@ from .. import clip as _clip
 from ..model import Conv2d, VisionTransformer, build_model, load_weights
 from .config import architecture_of, get_model_config
 from .model import OpenCLIP
+from .pos_embed import resize_pos_embed
 from .pretrained import download_pretrained, get_pretrained_cfg, list_pretrained
 from .tokenizer import Tokenizer
 from .transform import image_transform
@@ -17,6 +19,7 @@ from .weights import read_weights, torch_to_mindspore
 __all__ = ["create_model", "create_model_and_transforms", "get_tokenizer"]
 
 _PRECISIONS = {"fp32": ms.float32, "fp16": ms.float16}
+_LOGGER = logging.getLogger(__name__)
 
 
 def _initialise(model, seed=None):
@@ -59,6 +62,37 @@ def _initialise(model, seed=None):
     return model
 
 
+def _fit_image_size(state, architecture, source):
+    """``state`` (MindSpore names) for a model of ``architecture`` whose image size was forced:
+    a ViT's ``visual.positional_embedding`` is resized to the model's patch grid as open_clip's
+    ``load_checkpoint`` does (class token kept, grid resized with antialiased bicubic); a
+    ResNet's attention-pool positional embedding is not resized (nor by open_clip), so a
+    different grid raises ``ValueError``."""
+    resolution = architecture["image_resolution"]
+    patch = architecture["vision_patch_size"]
+    name = "visual.positional_embedding" if patch else "visual.attnpool.positional_embedding"
+    if name not in state:
+        return state  # the strict loading names the missing parameter
+    value = state[name]
+    grid = resolution // (patch or 32)
+    rows = int(value.shape[0]) if len(value.shape) == 2 else -1
+    if rows == grid * grid + 1:
+        return state
+    old = int(round(max(rows - 1, 0) ** 0.5))
+    if rows < 2 or old * old != rows - 1:
+        raise ValueError(f"{name} in {source} has shape {tuple(value.shape)}, not [1 + grid * grid, width]; "
+                         "it cannot be resized to force_image_size")
+    if not patch:
+        raise ValueError(f"force_image_size={resolution} needs {name} of a {grid}x{grid} grid, but the weights in "
+                         f"{source} have a {old}x{old} grid (image size {old * 32}); a ResNet's attention-pool "
+                         "positional embedding is not resized (nor by open_clip): use the weights' image size")
+    _LOGGER.info("Resizing %s of %s from a %dx%d to a %dx%d grid (force_image_size=%d)",
+                 name, source, old, old, grid, grid, resolution)
+    state = type(state)(state)
+    state[name] = resize_pos_embed(value, grid)
+    return state
+
+
 def _resolve_pretrained(model_name, pretrained, cache_dir, sha256):
     """``(path or None, table entry)`` for a tag or a local file."""
     if pretrained is None or pretrained == "":
@@ -96,8 +130,11 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
     initialisation (``seed``). ``force_quick_gelu`` uses QuickGELU (needed for weights trained
     with it; tags that were are marked so in the table and get it automatically).
     ``force_custom_text`` is accepted: these models compute the same with open_clip's custom text
-    tower, whose ``text.*`` names are read too. ``force_image_size`` changes the resolution (only
-    without pretrained weights). ``force_patch_dropout``: the fraction of patch tokens a ViT drops
+    tower, whose ``text.*`` names are read too. ``force_image_size`` changes the image size;
+    pretrained ViT weights of another size get their positional embedding resized to the new
+    patch grid as open_clip does (class token kept, grid resized with antialiased bicubic;
+    logged at INFO); a ResNet's weights must have that size (``ValueError`` otherwise; open_clip
+    cannot load them either). ``force_patch_dropout``: the fraction of patch tokens a ViT drops
     in training mode (``model.visual.patch_dropout``; no effect in inference). ``device``/``mode``/``eager``/``jit`` as in :func:`clip.load`;
     ``precision`` "fp32" or "fp16".
     """
@@ -113,9 +150,6 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
     _clip._resolve_mode(mode, jit, eager)
     config = get_model_config(model_name)
     path, tag_cfg = _resolve_pretrained(model_name, pretrained, cache_dir, sha256)
-    if force_image_size is not None and path is not None:
-        raise NotImplementedError("force_image_size with pretrained weights (which would need their positional "
-                                  "embedding resized) is not supported")
     architecture = architecture_of(config, quick_gelu=force_quick_gelu or tag_cfg.get("quick_gelu", False),
                                    image_size=force_image_size)
     _clip._select_device(target, device_id)
@@ -126,11 +160,16 @@ def create_model(model_name: str, pretrained: str = None, precision: str = "fp32
         model.set_train(False)
     else:
         state, recorded, torch_names = read_weights(path)
-        if recorded is not None and recorded != architecture:
-            differing = sorted(k for k in set(recorded) | set(architecture) if recorded.get(k) != architecture.get(k))
+        # with force_image_size the weights' own image size may differ: their grid is resized
+        free = ("image_resolution",) if force_image_size is not None else ()
+        differing = [] if recorded is None else sorted(
+            k for k in set(recorded) | set(architecture) if k not in free and recorded.get(k) != architecture.get(k))
+        if differing:
             raise ValueError(f"{path} records another architecture than {model_name}'s (differing: {differing})")
         if torch_names:
             state = torch_to_mindspore(state, OpenCLIP(**architecture), source=path)
+        if force_image_size is not None:
+            state = _fit_image_size(state, architecture, path)
         model = build_model(state, dtype=dtype, source=path, architecture=architecture, model_class=OpenCLIP)
     model.pretrained_cfg = dict(tag_cfg)
     if force_patch_dropout and isinstance(model.visual, VisionTransformer):
