@@ -1,13 +1,14 @@
 """Make a random-weight OpenAI CLIP with PyTorch and write what the parity tests need.
 
-    python tests/make_reference.py ARCH OUTDIR
+    python tests/make_reference.py ARCH OUTDIR [--no-state-dict]
 
 writes, for one of OpenAI's nine architectures built with OpenAI's own ``model.py``
 (loaded by path, see ``reference.py``):
 
 - ``OUTDIR/<file>.pt``: a TorchScript archive in float16 like OpenAI's release files
   (``convert_weights``, traced, with ``input_resolution``/``context_length``/``vocab_size``);
-- ``OUTDIR/<file>_fp32.pth``: the same weights as a plain float32 ``torch.save`` state dict;
+- ``OUTDIR/<file>_fp32.pth``: the same weights as a plain float32 ``torch.save`` state dict
+  (not with ``--no-state-dict``);
 - ``OUTDIR/expected.npz``: inputs (images, token ids) and the reference outputs computed in
   float32 from those weights: ``image_features``, ``text_features``, ``probs``; for
   :data:`FP16_ARCHS` also in float16 as OpenAI runs on GPU (``*_fp16``).
@@ -136,6 +137,23 @@ def tokenize(texts, context_length=77):
 
 
 @torch.no_grad()
+def outputs(model, image, text):
+    """``(image_features, text_features, probs)`` of OpenAI's model, each tower run once: the
+    forward (``CLIP.forward``, OpenAI's own code) is given the features just computed, so it only
+    does its normalisation, scaling and products (the same values as running the towers again)."""
+    image_features, text_features = model.encode_image(image), model.encode_text(text)
+    model.encode_image = lambda x: image_features if x is image else None
+    model.encode_text = lambda t: text_features if t is text else None
+    try:
+        logits_per_image, _ = model(image, text)
+    finally:
+        del model.encode_image, model.encode_text
+    # the softmax in float32 at least (OpenAI's fp16 logits are cast up, as before)
+    return image_features, text_features, logits_per_image.to(torch.promote_types(logits_per_image.dtype,
+                                                                                   torch.float32)).softmax(dim=-1)
+
+
+@torch.no_grad()
 def float64_outputs(model, images, tokens):
     """The same model and inputs computed in float64 (``*_f64``): the yardstick for float32
     rounding. OpenAI's ``LayerNorm`` casts its input to float32 (for its fp16 models), which would
@@ -153,10 +171,9 @@ def float64_outputs(model, images, tokens):
                 module.attn_mask = module.attn_mask.double()
         image = torch.from_numpy(images).double()
         text = torch.from_numpy(tokens).long()
-        logits, _ = model(image, text)
-        out = {"image_features_f64": model.encode_image(image).numpy(),
-               "text_features_f64": model.encode_text(text).numpy(),
-               "probs_f64": logits.softmax(dim=-1).numpy()}
+        image_features, text_features, probs = outputs(model, image, text)
+        out = {"image_features_f64": image_features.numpy(), "text_features_f64": text_features.numpy(),
+               "probs_f64": probs.numpy()}
     finally:
         ref.LayerNorm.forward = original
         for name, module in model.named_modules():
@@ -166,7 +183,7 @@ def float64_outputs(model, images, tokens):
     return out
 
 
-def make(arch, outdir, seed=0, n_images=None):
+def make(arch, outdir, seed=0, n_images=None, state_dict=True):
     ref = reference.model_module()
     torch.manual_seed(seed)
     model = ref.CLIP(**config(arch)).eval()
@@ -187,27 +204,23 @@ def make(arch, outdir, seed=0, n_images=None):
     dtypes = {name: p.dtype for name, p in model.named_parameters()}
 
     results = {}
+    image, text = torch.from_numpy(images), torch.from_numpy(tokens).long()
     if arch in FP16_ARCHS:  # OpenAI's GPU setting: fp16 weights and activations, LayerNorm in fp32
-        with torch.no_grad():
-            results["image_features_fp16"] = model.encode_image(torch.from_numpy(images)).float().numpy()
-            results["text_features_fp16"] = model.encode_text(torch.from_numpy(tokens).long()).float().numpy()
-            logits, _ = model(torch.from_numpy(images), torch.from_numpy(tokens).long())
-            results["probs_fp16"] = logits.float().softmax(dim=-1).numpy()
+        fp16 = outputs(model, image, text)
+        for key, value in zip(("image_features_fp16", "text_features_fp16", "probs_fp16"), fp16):
+            results[key] = value.float().numpy()
 
     model.float()  # float32 copies of the fp16 values: the reference computes in float32
-    with torch.no_grad():
-        image_features = model.encode_image(torch.from_numpy(images))
-        text_features = model.encode_text(torch.from_numpy(tokens).long())
-        logits_per_image, _ = model(torch.from_numpy(images), torch.from_numpy(tokens).long())
-        probs = logits_per_image.softmax(dim=-1)
+    image_features, text_features, probs = outputs(model, image, text)
     results.update(float64_outputs(model, images, tokens))
     np.savez(os.path.join(outdir, "expected.npz"), images=images, tokens=tokens,
              image_features=image_features.numpy(), text_features=text_features.numpy(), probs=probs.numpy(),
              **results)
 
-    state = model.state_dict()
-    torch.save({k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")},
-               os.path.join(outdir, f"{stem}_fp32.pth"))
+    if state_dict:
+        state = model.state_dict()
+        torch.save({k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")},
+                   os.path.join(outdir, f"{stem}_fp32.pth"))
 
     # the float16 TorchScript archive: trace a copy (a traced module shares its parameters),
     # then give the traced parameters OpenAI's dtypes back
@@ -219,4 +232,4 @@ def make(arch, outdir, seed=0, n_images=None):
 
 
 if __name__ == "__main__":
-    make(sys.argv[1], sys.argv[2])
+    make(sys.argv[1], sys.argv[2], state_dict="--no-state-dict" not in sys.argv[3:])
