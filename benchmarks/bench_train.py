@@ -3,7 +3,9 @@ against OpenAI's PyTorch model trained the same way, in one run, on the same cor
 
     python benchmarks/bench_train.py [--models ViT-B/32,RN50] [--batch 32] [--steps 3] [--warmup 2]
                                      [--cpus 0,1] [--frameworks torch,mindspore] [--json OUT.json]
-    python benchmarks/bench_train.py --workers 2 [--models ...] [--batch 16] ...
+    python benchmarks/bench_train.py --workers 2 [--models vit-small,ViT-B/32] [--batch 16] ...
+
+``--models`` takes OpenAI's names and the training configs ``vit-tiny``, ``rn-tiny``, ``vit-small``.
 
 Each (model, framework) runs in its own fresh process, pinned (``sched_setaffinity``) to the same CPU
 set, with the thread counts of both frameworks and of their math libraries set to its size:
@@ -44,6 +46,23 @@ TESTS = os.path.join(ROOT, "tests")
 sys.path.insert(0, HERE)
 from bench_encode import cpu_description  # noqa: E402  (imports no framework)
 FRAMEWORKS = ("torch", "mindspore")
+
+
+def _config(name):
+    """``CLIP(**config)`` arguments of one of OpenAI's nine models or of a training config of
+    ``clip.training.run.NAMED_CONFIGS`` (``vit-small``, ...: OpenAI's model code builds them too)."""
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, TESTS)
+    from clip.training.run import NAMED_CONFIGS
+
+    if name in NAMED_CONFIGS:
+        return dict(NAMED_CONFIGS[name])
+    import make_reference
+
+    config = make_reference.config(name)
+    if isinstance(config["vision_layers"], list):
+        config["vision_layers"] = tuple(config["vision_layers"])
+    return config
 
 
 def _peak_kb():
@@ -136,9 +155,6 @@ def dp_worker(spec):
     import mindspore as ms
     from mindspore import Tensor, ops
 
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, TESTS)
-    import make_reference
     from clip import distributed, training
     from clip.model import CLIP
 
@@ -148,9 +164,7 @@ def dp_worker(spec):
         ms.device_context.cpu.threads_num(1)
     except Exception:  # noqa: BLE001
         pass
-    config = make_reference.config(spec["model"])
-    if isinstance(config["vision_layers"], list):
-        config["vision_layers"] = tuple(config["vision_layers"])
+    config = _config(spec["model"])
     images, tokens = _inputs(config, spec["batch"])
     share = spec["batch"] // ctx.world_size
     mine = slice(ctx.rank * share, (ctx.rank + 1) * share)
@@ -250,12 +264,7 @@ def main_workers(args, cpus):
 
 def worker(spec):
     """Run in the measuring process: build, warm up, time; print one JSON line."""
-    sys.path.insert(0, TESTS)
-    import make_reference
-
-    config = make_reference.config(spec["model"])
-    if isinstance(config["vision_layers"], list):
-        config["vision_layers"] = tuple(config["vision_layers"])
+    config = _config(spec["model"])
     images, tokens = _inputs(config, spec["batch"])
     threads = len(os.sched_getaffinity(0))
     build = _torch_step_fn if spec["framework"] == "torch" else _mindspore_step_fn

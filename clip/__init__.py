@@ -5,7 +5,7 @@ feature-extraction and evaluation toolkit is exported beside them (see the READM
 """
 from .clip import *  # noqa: F401,F403
 from .clip import __all__ as _clip_all
-from . import datasets, evaluation, model, plotting, prompts  # noqa: F401
+from . import datasets, distributed, evaluation, model, plotting, prompts  # noqa: F401
 from .features import ImageFeatures, extract_image_features, extract_text_features
 from .prompts import available_prompt_sets, get_prompt_set
 from .zeroshot import ZeroShotClassifier, zero_shot_classifier, zero_shot_logits

@@ -36,7 +36,7 @@ from . import _download, datasets, distributed, evaluation
 from ._atomic import write_atomically
 from .clip import _MODELS, _resolve_device, available_models, load
 from .convert import add_open_clip_arguments, convert, default_output_path
-from .distributed import DEFAULT_CLUSTER_TIMEOUT, launch, launched_by_msrun
+from .distributed import launch, launched_by_msrun
 from .features import (IMAGE_EXTENSIONS, ImageFeatures, _extract_rows, extract_image_features,
                        extract_text_features, find_images, open_image)
 from .prompts import available_prompt_sets, get_prompt_set
@@ -149,19 +149,10 @@ def build_parser():
                    help="threads decoding and preprocessing images (default: 2)")
     p.add_argument("--truncate", action="store_true",
                    help="cut texts longer than the context length (77 tokens) instead of failing")
-    g = p.add_argument_group("processes (data parallelism: images only)")
-    g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="encode the images with N processes on this machine: starts msrun with N workers, "
-                        "which run this command; each encodes every N-th batch, rank 0 writes the one "
-                        "result, the same as with one process (default: 1; under msrun: omit it or give "
-                        "msrun's number). --texts is always embedded in one process")
-    g.add_argument("--master-port", type=_positive_int, metavar="PORT",
-                   help="with --workers: the port of msrun's scheduler (default: a free one)")
-    g.add_argument("--cluster-timeout", type=_positive_int, default=DEFAULT_CLUSTER_TIMEOUT, metavar="SECONDS",
-                   help=f"with --workers: fail if the processes have not all joined within this time "
-                        f"(default: {DEFAULT_CLUSTER_TIMEOUT})")
-    g.add_argument("--log-dir", metavar="DIR",
-                   help="with --workers: msrun's logs, one per process (default: PREFIX.logs)")
+    distributed.add_launch_arguments(
+        p, "encode the images with N processes on this machine: starts msrun with N workers, which run this "
+           "command; each encodes every N-th batch, rank 0 writes the one result, the same as with one process; "
+           "--texts is always embedded in one process", "PREFIX.logs")
     p.set_defaults(run=_cmd_embed)
 
     # eval ------------------------------------------------------------------------------------

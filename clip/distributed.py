@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["ParallelContext", "SINGLE", "launched_by_msrun", "init", "free_port", "msrun_command", "launch",
-           "DEFAULT_CLUSTER_TIMEOUT"]
+           "add_launch_arguments", "DEFAULT_CLUSTER_TIMEOUT"]
 
 #: seconds the processes wait for each other to form the cluster before failing (``msrun``'s
 #: ``--cluster_time_out``; its own default is 600)
@@ -146,6 +146,24 @@ def _first_line(error) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # the front: msrun on this machine
+
+def add_launch_arguments(parser, workers_help: str, log_dir_default: str):
+    """The options of a command that ``--workers N`` runs under msrun: ``--workers``,
+    ``--master-port``, ``--cluster-timeout``, ``--log-dir`` (an argparse group of ``parser``)."""
+    from ._argtypes import positive_int
+
+    group = parser.add_argument_group("processes (data parallelism with msrun, see the README)")
+    group.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                       help=workers_help + " (default: 1; under msrun: omit it or give msrun's number)")
+    group.add_argument("--master-port", type=positive_int, metavar="PORT",
+                       help="with --workers: the port of msrun's scheduler (default: a free one)")
+    group.add_argument("--cluster-timeout", type=positive_int, default=DEFAULT_CLUSTER_TIMEOUT, metavar="SECONDS",
+                       help="with --workers: fail if the processes have not all joined within this time "
+                            f"(default: {DEFAULT_CLUSTER_TIMEOUT})")
+    group.add_argument("--log-dir", metavar="DIR",
+                       help=f"with --workers: msrun's logs, one per process (default: {log_dir_default})")
+    return group
+
 
 def free_port() -> int:
     """A TCP port that is free on this machine now (for the scheduler)."""

@@ -239,3 +239,31 @@ def submodule(name):
     """``open_clip.<name>`` of the reference (e.g. ``"transformer"``, ``"transform"``)."""
     open_clip()
     return sys.modules[f"{NAME}.{name}"]
+
+
+def random_model(folder, name, config=None):
+    """open_clip's model ``name`` with random weights (torch seed 0, then the constants of its
+    initialisation randomised as ``make_reference.randomise_constants`` does), in eval mode, and
+    its state dict written to ``folder/open_clip_pytorch_model.bin``: ``(model, state)``. A
+    ``config`` is first registered under ``name`` with open_clip and with ``clip.open_clip``."""
+    import json
+
+    import torch
+
+    import make_reference
+    from clip import open_clip as ms_open_clip
+
+    oc = open_clip()
+    if config is not None:
+        path = os.path.join(str(folder), f"{name}.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        oc.add_model_config(path)
+        ms_open_clip.add_model_config(name, config)
+    torch.manual_seed(0)
+    model = oc.create_model(name).eval()
+    with torch.no_grad():
+        make_reference.randomise_constants(model, 1)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, os.path.join(str(folder), "open_clip_pytorch_model.bin"))
+    return model, state

@@ -16,7 +16,6 @@ own float32 distance; normalised features; probabilities). The seeds' mean relat
 is printed.
 """
 import copy
-import json
 import os
 import sys
 
@@ -26,7 +25,6 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
 
-import make_reference  # noqa: E402
 import open_clip_reference  # noqa: E402
 import parity_gates  # noqa: E402
 
@@ -73,16 +71,7 @@ def reference(request, tmp_path_factory):
     base = request.param
     name, config = _reduced_config(base, *CASES[base])
     folder = tmp_path_factory.mktemp(name)
-    if name != base:
-        with open(folder / f"{name}.json", "w") as f:
-            json.dump(config, f)
-        oc.add_model_config(str(folder / f"{name}.json"))
-        ms_open_clip.add_model_config(name, config)
-    torch.manual_seed(0)
-    model = oc.create_model(name).eval()
-    make_reference.randomise_constants(model, 1)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, folder / "open_clip_pytorch_model.bin")
+    model, state = open_clip_reference.random_model(folder, name, config if name != base else None)
     import safetensors.torch
     safetensors.torch.save_file(state, str(folder / "open_clip_model.safetensors"))
     size = config["vision_cfg"]["image_size"]

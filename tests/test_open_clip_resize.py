@@ -17,7 +17,6 @@ new patch grid as open_clip 3.3.0 does when it loads a checkpoint (``resize_pos_
 * A ResNet's attention-pool positional embedding is not resized (nor by open_clip): a clear
   ``ValueError`` names the parameter and both grids.
 """
-import json
 import os
 import sys
 import types
@@ -28,7 +27,6 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
 
-import make_reference  # noqa: E402
 import open_clip_reference  # noqa: E402
 import parity_gates  # noqa: E402
 import tiny_checkpoint  # noqa: E402
@@ -119,17 +117,8 @@ def test_resize_pos_embed_matches_open_clip():
 def vit_checkpoint(tmp_path_factory):
     """The small ViT with random weights from open_clip, as ``open_clip_pytorch_model.bin`` and as
     this library's ``.ckpt`` (MindSpore names, the architecture recorded)."""
-    oc = open_clip_reference.open_clip()
     folder = tmp_path_factory.mktemp("resize")
-    with open(folder / f"{VIT_NAME}.json", "w") as f:
-        json.dump(VIT_CONFIG, f)
-    oc.add_model_config(str(folder / f"{VIT_NAME}.json"))
-    ms_open_clip.add_model_config(VIT_NAME, VIT_CONFIG)
-    torch.manual_seed(0)
-    model = oc.create_model(VIT_NAME).eval()
-    with torch.no_grad():
-        make_reference.randomise_constants(model, 1)
-    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_pytorch_model.bin")
+    open_clip_reference.random_model(folder, VIT_NAME, VIT_CONFIG)
     bin_path = str(folder / "open_clip_pytorch_model.bin")
     architecture = architecture_of(VIT_CONFIG)
     state, _, _ = read_weights(bin_path)

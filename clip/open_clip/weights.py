@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..model import CLIP, WeightsMismatchError, is_ignored_key, torch_name_map
+from ..model import WeightsMismatchError, is_ignored_key, torch_name_map
 from ..pt_reader import CheckpointError, read_pt
 
 __all__ = ["ARCHITECTURE_KEY", "read_weights", "torch_to_mindspore", "encode_architecture",

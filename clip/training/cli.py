@@ -7,7 +7,7 @@ for missing files, empty data sets and other bad input).
 import argparse
 import os
 
-from ..distributed import DEFAULT_CLUSTER_TIMEOUT, launch, launched_by_msrun
+from ..distributed import add_launch_arguments, launch, launched_by_msrun
 from .._argtypes import (non_negative_float as _non_negative_float, non_negative_int as _non_negative_int,
                          positive_float as _positive_float, positive_int as _positive_int)
 
@@ -88,16 +88,8 @@ def add_train_parser(commands, parents=()):
     g.add_argument("--device", help="Ascend, GPU or CPU (default: the best available)")
     g.add_argument("--mode", choices=("graph", "pynative"), default="graph",
                    help="graph: the training step is compiled (default); pynative: everything eager")
-    g = p.add_argument_group("processes (data parallelism, see the README)")
-    g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="train with N processes on this machine: starts msrun with N workers, which run this "
-                        "command (default: 1; under msrun: omit it or give msrun's number)")
-    g.add_argument("--master-port", type=_positive_int, metavar="PORT",
-                   help="with --workers: the port of msrun's scheduler (default: a free one)")
-    g.add_argument("--cluster-timeout", type=_positive_int, default=DEFAULT_CLUSTER_TIMEOUT, metavar="SECONDS",
-                   help=f"with --workers: fail if the processes have not all joined within this time "
-                        f"(default: {DEFAULT_CLUSTER_TIMEOUT})")
-    g.add_argument("--log-dir", metavar="DIR", help="with --workers: msrun's logs (default: OUTPUT/logs)")
+    add_launch_arguments(p, "train with N processes on this machine: starts msrun with N workers, which run this "
+                            "command", "OUTPUT/logs")
     p.set_defaults(run=run_train)
     return p
 
