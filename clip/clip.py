@@ -1,4 +1,5 @@
 """The public API: ``available_models``, ``load`` and ``tokenize``, as in OpenAI's ``clip``."""
+import contextlib
 import functools
 import logging
 import os
@@ -123,6 +124,46 @@ def _first_line(error):
     return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
 
 
+def _mem_available():
+    """Bytes of memory the kernel can give (``MemAvailable``: free memory plus reclaimable page
+    cache), or ``None`` where ``/proc/meminfo`` does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def _available_memory_check():
+    """MindSpore 2.10's ``load_checkpoint`` refuses a ``.ckpt`` larger than the memory it finds
+    free, counting ``os.sysconf("SC_AVPHYS_PAGES")`` (``MemFree``), which leaves out the page cache
+    the kernel hands back on demand: after large files were written, a 350 MB checkpoint was refused
+    with 15 GB available. During one read this makes the check count ``MemAvailable`` instead (no
+    change where ``/proc/meminfo`` is missing); MindSpore's function is restored afterwards."""
+    from mindspore.train import serialization
+
+    original = getattr(serialization, "_get_available_memory", None)
+    if original is None or _mem_available() is None:
+        yield
+        return
+    serialization._get_available_memory = lambda: max(_mem_available() or 0, original() or 0) or None
+    try:
+        yield
+    finally:
+        serialization._get_available_memory = original
+
+
+def _load_ms_checkpoint(path, **kwargs):
+    """``mindspore.load_checkpoint(path, **kwargs)`` with its free-memory check counting the
+    reclaimable page cache (see :func:`_available_memory_check`)."""
+    with _available_memory_check():
+        return ms.load_checkpoint(path, **kwargs)
+
+
 def _read_ckpt_entries(path, format="ckpt"):
     """Entry name -> numpy array (or string, for recorded text such as an architecture) of a
     MindSpore checkpoint (``format`` "ckpt" or "safetensors").
@@ -131,12 +172,12 @@ def _read_ckpt_entries(path, format="ckpt"):
     load as before. MindSpore reports a failed CRC check of a ``.ckpt`` as a file it "may not have
     permission" to read; it is reported here as the corruption it is."""
     try:
-        params = ms.load_checkpoint(path, crc_check=True, format=format)
+        params = _load_ms_checkpoint(path, crc_check=True, format=format)
     except Exception as error:
         corrupt = "crc check has failed" in str(error)
         if not corrupt and _UNREADABLE in str(error):
             try:  # the same file without the CRC check: readable means the CRC did not match
-                ms.load_checkpoint(path, format=format)
+                _load_ms_checkpoint(path, format=format)
                 corrupt = True
             except Exception:
                 pass

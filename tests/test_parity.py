@@ -18,6 +18,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 import clip
+from clip.clip import _load_ms_checkpoint
 from clip.convert import convert
 from clip.model import LayerNorm, ResidualAttentionBlock, build_model
 
@@ -206,7 +207,7 @@ def test_convert_and_load_without_torch(reference_files, tmp_path):
 def test_float16_like_openai_on_gpu(reference_files, graph):
     """OpenAI's GPU setting (what ``load`` uses on GPU/Ascend), run here on CPU kernels:
     float16 weights for convolutions, linear layers and projections, the rest float32."""
-    model = build_model(ms.load_checkpoint(reference_files["ckpt_fp16"]), dtype=ms.float16)
+    model = build_model(_load_ms_checkpoint(reference_files["ckpt_fp16"]), dtype=ms.float16)
     if graph:
         model.compile_towers()
     dtypes = {name: p.dtype for name, p in model.parameters_and_names()}

@@ -18,9 +18,9 @@ import os
 from collections import OrderedDict
 
 import numpy as np
-import mindspore as ms
 
 from .._atomic import write_atomically
+from ..clip import _load_ms_checkpoint
 from .._download import _sha256_file
 from ..convert import save_state_dict
 from .trainer import STATE_FORMAT, Trainer
@@ -53,7 +53,7 @@ def save_checkpoint(path: str, trainer, extra: dict = None) -> str:
 
 
 def _read_ckpt(path):
-    return OrderedDict((name, value.asnumpy()) for name, value in ms.load_checkpoint(path).items())
+    return OrderedDict((name, value.asnumpy()) for name, value in _load_ms_checkpoint(path).items())
 
 
 def load_checkpoint(path: str) -> dict:
