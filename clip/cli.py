@@ -450,16 +450,12 @@ def _save_embedding(args, result, npy, txt):
     return 0
 
 
-def _msrun_world_size():
-    return int(os.environ.get("MS_WORKER_NUM", "1")) if launched_by_msrun() else 1
-
-
 def _cmd_embed(args):
     if (args.source is None) == (args.texts is None):
         raise CLIError("give either SOURCE (a folder or a list of image paths) or --texts FILE, not "
                        + ("both" if args.source is not None else "neither"))
     if args.texts is not None:
-        if args.workers > 1 or _msrun_world_size() > 1:
+        if args.workers > 1 or distributed.msrun_world_size() > 1:
             raise CLIError("--texts is embedded in one process; drop --workers (and do not start it under msrun)")
         if not os.path.isfile(args.texts):
             raise FileNotFoundError(f"text file {args.texts!r} not found")
@@ -505,12 +501,10 @@ def _embed_images_as_rank(args, npy, txt):
     positions in the list and its unreadable files in a shard file; after a barrier rank 0 puts
     the shards together in list order, writes PREFIX.npy and PREFIX.paths.txt as one process
     would, removes the shards and prints the summary."""
+    distributed.check_workers(args.workers)
     target, device_id = _resolve_device(args.device)
     ctx = distributed.init(target, device_id)  # first: msrun's scheduler process ends in here
     ctx.check_same({name: getattr(args, name) for name in _EMBED_SETTINGS}, "settings")
-    if args.workers not in (1, ctx.world_size):
-        raise ValueError(f"--workers {args.workers}, but msrun started {ctx.world_size} processes; "
-                         "under msrun omit --workers or give msrun's --worker_num")
     paths = _image_paths(args.source)
     ctx.check_same({"images": paths}, "lists of images (SOURCE changed while they started)")
     model, preprocess = _load_model(args)
@@ -524,7 +518,6 @@ def _embed_images_as_rank(args, npy, txt):
              "rows": np.asarray([mine[j] for j in rows], np.int64),
              "paths": np.asarray([paths[mine[j]] for j in rows], np.str_),
              "failed_rows": np.asarray([mine[j] for j, _ in failed], np.int64),
-             "failed_paths": np.asarray([paths[mine[j]] for j, _ in failed], np.str_),
              "failed_messages": np.asarray([message for _, message in failed], np.str_)}
     write_atomically(_shard_file(npy, ctx.rank, world), lambda f: np.savez(f, **shard), binary=True)
     ctx.barrier()

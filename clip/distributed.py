@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ParallelContext", "SINGLE", "launched_by_msrun", "init", "free_port", "msrun_command", "launch",
+__all__ = ["ParallelContext", "SINGLE", "launched_by_msrun", "msrun_world_size", "check_workers", "init", "free_port", "msrun_command", "launch",
            "add_launch_arguments", "DEFAULT_CLUSTER_TIMEOUT"]
 
 #: seconds the processes wait for each other to form the cluster before failing (``msrun``'s
@@ -104,6 +104,20 @@ def _digest(value) -> int:
 def launched_by_msrun() -> bool:
     """Whether this process was started by ``msrun`` (it sets ``MS_ROLE`` and ``MS_WORKER_NUM``)."""
     return "MS_WORKER_NUM" in os.environ and os.environ.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED")
+
+
+def msrun_world_size() -> int:
+    """The number of processes ``msrun`` started (``MS_WORKER_NUM``); 1 outside ``msrun``."""
+    return int(os.environ.get("MS_WORKER_NUM", "1")) if launched_by_msrun() else 1
+
+
+def check_workers(workers: int):
+    """Under ``msrun``, a command's ``--workers`` must be left out (1) or name ``msrun``'s number of
+    processes; raise ``ValueError`` otherwise."""
+    world = msrun_world_size()
+    if launched_by_msrun() and workers not in (1, world):
+        raise ValueError(f"--workers {workers}, but msrun started {world} processes; under msrun omit --workers "
+                         "or give msrun's --worker_num")
 
 
 def init(device_target: str = None, device_id: int = None) -> ParallelContext:

@@ -247,14 +247,11 @@ def _check_processes(cfg: TrainConfig):
     """``workers`` against how this process was started; the batch size for that many processes."""
     if cfg.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {cfg.workers}")
-    world = int(os.environ.get("MS_WORKER_NUM", "1")) if distributed.launched_by_msrun() else 1
-    if distributed.launched_by_msrun():
-        if cfg.workers not in (1, world):
-            raise ValueError(f"--workers {cfg.workers}, but msrun started {world} processes")
-    elif cfg.workers > 1:
+    distributed.check_workers(cfg.workers)
+    if not distributed.launched_by_msrun() and cfg.workers > 1:
         raise ValueError(f"train() runs in this one process; for {cfg.workers} processes use "
                          f"'python -m clip train --workers {cfg.workers} ...' or start it under msrun")
-    return per_process_batch_size(cfg, world)
+    return per_process_batch_size(cfg, distributed.msrun_world_size())
 
 
 def _weights_digest(model) -> str:
