@@ -232,11 +232,12 @@ def _graph_memory_budget():
 
 def _graph_image_rows(visual):
     """How many images a compiled ResNet image tower takes per call within the memory budget: the
-    largest power of two up to 16 that fits (so that the usual batch sizes split into whole calls);
-    0 when not even one image fits, and the tower then stays eager."""
-    room = _graph_memory_budget() - visual.graph_fixed_bytes()
+    largest power of two up to 16 whose graph, with the one-image graph that serves small
+    remainders (from 4 rows on, see ``clip.model.image_chunks``), fits (so that the usual batch
+    sizes split into whole calls); 0 when not even one image fits: the tower then stays eager."""
+    budget, fixed, per_image = _graph_memory_budget(), visual.graph_fixed_bytes(), visual.graph_bytes_per_image()
     rows = 16
-    while rows and rows * visual.graph_bytes_per_image() > room:
+    while rows and fixed + rows * per_image + (fixed + per_image if rows >= 4 else 0) > budget:
         rows //= 2
     return rows
 

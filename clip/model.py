@@ -571,7 +571,8 @@ class CLIP(nn.Cell):
         a loop whose last batch is smaller, or calls with 1, 3 or 7 images, reuse a few graphs.
         A compiled graph keeps its intermediate buffers for as long as it lives (see the README).
         ``image_rows``: compile the image tower for exactly this many images and run larger or
-        smaller batches in chunks of that size (one graph, bounded memory); default: buckets."""
+        smaller batches in chunks of that size, a remainder below half of it one image per call
+        (two graphs at most, bounded memory; see :func:`image_chunks`); default: buckets."""
         if image_rows is not None and (isinstance(image_rows, bool) or int(image_rows) < 1):
             raise ValueError(f"image_rows must be a positive integer, got {image_rows!r}")
         self._image_rows = None if image_rows is None else int(image_rows)
@@ -626,8 +627,8 @@ class CLIP(nn.Cell):
         rows = self._image_rows
         if rows is None:
             return _padded_call(self._image_features, image, batch_bucket(image.shape[0]))
-        chunks = [_padded_call(self._image_features, image[start:start + rows], rows)
-                  for start in range(0, image.shape[0], rows)]
+        chunks = [_padded_call(self._image_features, image[start:start + size], size)
+                  for start, size in image_chunks(image.shape[0], rows)]
         return chunks[0] if len(chunks) == 1 else ops.cat(chunks)
 
     def encode_text(self, text):
@@ -668,6 +669,20 @@ def batch_bucket(n: int) -> int:
             return size * 3 // 2
         size *= 2
     return size
+
+
+def image_chunks(n: int, rows: int):
+    """How a tower compiled for ``rows`` images per call takes ``n`` images: ``(start, size)``
+    calls of ``rows`` (the last padded with zero rows) and, for a remainder below half of ``rows``,
+    calls of one image each instead, so that one image never pays for ``rows`` (at most two graphs:
+    ``rows`` and 1)."""
+    full, rest = divmod(n, rows)
+    calls = [(start, rows) for start in range(0, full * rows, rows)]
+    if 2 * rest >= rows:
+        calls.append((full * rows, rows))
+    else:
+        calls += [(start, 1) for start in range(full * rows, n)]
+    return calls
 
 
 def length_bucket(length: int, limit: int) -> int:

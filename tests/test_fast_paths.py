@@ -145,6 +145,22 @@ def test_channels_last_average_pool(stride, size):
     assert np.abs(wrong - expected).max() > 1e-2
 
 
+def test_image_chunks():
+    from clip.model import image_chunks
+    assert image_chunks(16, 16) == [(0, 16)]
+    assert image_chunks(1, 16) == [(0, 1)]  # one image never pays for 16
+    assert image_chunks(3, 8) == [(0, 1), (1, 1), (2, 1)]
+    assert image_chunks(5, 8) == [(0, 8)]  # half or more: one padded call
+    assert image_chunks(19, 8) == [(0, 8), (8, 8), (16, 1), (17, 1), (18, 1)]
+    assert image_chunks(7, 2) == [(0, 2), (2, 2), (4, 2), (6, 2)]
+    for n in range(1, 40):
+        for rows in (1, 2, 3, 4, 8, 16):
+            calls = image_chunks(n, rows)
+            assert {size for _, size in calls} <= {1, rows}
+            covered = [i for start, size in calls for i in range(start, min(start + size, n))]
+            assert covered == list(range(n))
+
+
 def test_image_rows_chunks_match_eager(tiny_ckpt):
     """A compiled image tower with a fixed number of rows per call (how ``load(mode=0)`` bounds a
     ResNet graph's memory) runs smaller and larger batches in chunks, with the eager results."""
@@ -171,11 +187,15 @@ def test_graph_memory_budget_decides_resnet_rows(monkeypatch):
     # measured on MindSpore 2.10 CPU: 0.19 GB per image and 0.74 GB whatever the batch
     assert 0.19 * 2 ** 30 < per_image < 0.25 * 2 ** 30
     assert 0.74 * 2 ** 30 < fixed < 0.9 * 2 ** 30
-    for budget, rows in (("2", 4), ("3", 8), ("10", 16), ("0.9", 0)):  # 0: the tower stays eager
+    def graphs(rows):  # the graph of `rows` images and, from 4 rows on, the one-image graph
+        return fixed + rows * per_image + (fixed + per_image if rows >= 4 else 0)
+
+    for budget, rows in (("2", 2), ("3", 4), ("4", 8), ("10", 16), ("0.9", 0)):  # 0: the tower stays eager
         monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", budget)
         assert _graph_image_rows(visual) == rows, budget
-        assert rows == 0 or fixed + rows * per_image <= float(budget) * 2 ** 30 < fixed + 2 * rows * per_image \
-            or rows == 16
+        limit = float(budget) * 2 ** 30
+        assert rows == 0 or graphs(rows) <= limit
+        assert rows == 16 or graphs(max(2 * rows, 1)) > limit
     monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", "lots")
     with pytest.raises(ValueError, match="CLIP_GRAPH_MEMORY_GB"):
         _graph_image_rows(visual)
