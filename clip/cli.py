@@ -41,7 +41,7 @@ from .features import (IMAGE_EXTENSIONS, ImageFeatures, _extract_rows, extract_i
                        extract_text_features, find_images, open_image)
 from .prompts import available_prompt_sets, get_prompt_set
 from .zeroshot import ZeroShotClassifier, zero_shot_classifier
-from ._argtypes import fraction as _fraction, positive_int as _positive_int
+from ._argtypes import fraction as _fraction, non_negative_int as _non_negative_int, positive_int as _positive_int
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -145,8 +145,9 @@ def build_parser():
     p.add_argument("--output", "-o", required=True, metavar="PREFIX",
                    help="output prefix: writes PREFIX.npy and PREFIX.paths.txt (or PREFIX.texts.txt)")
     p.add_argument("--normalize", action="store_true", help="scale every feature vector to unit L2 norm")
-    p.add_argument("--num-workers", type=_positive_int, default=2, metavar="N",
-                   help="threads decoding and preprocessing images (default: 2)")
+    p.add_argument("--num-workers", type=_non_negative_int, default=None, metavar="N",
+                   help="threads decoding and preprocessing images, 0: between model calls "
+                        "(default: 0 on machines of up to 4 CPUs, else 2)")
     p.add_argument("--truncate", action="store_true",
                    help="cut texts longer than the context length (77 tokens) instead of failing")
     distributed.add_launch_arguments(
@@ -201,8 +202,9 @@ def build_parser():
                    help="retrieval, csv: column of the image paths (default: path)")
     p.add_argument("--caption-column", default="caption", metavar="NAME",
                    help="retrieval, csv: column of the captions (default: caption)")
-    p.add_argument("--num-workers", type=_positive_int, default=2, metavar="N",
-                   help="threads decoding and preprocessing images (default: 2)")
+    p.add_argument("--num-workers", type=_non_negative_int, default=None, metavar="N",
+                   help="threads decoding and preprocessing images, 0: between model calls "
+                        "(default: 0 on machines of up to 4 CPUs, else 2)")
     p.add_argument("--json", dest="json_out", metavar="OUT.json",
                    help="also write the results to this JSON file (atomically)")
     p.set_defaults(run=_cmd_eval)

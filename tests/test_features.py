@@ -88,7 +88,7 @@ def test_find_images(folder):
     assert set(IMAGE_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-@pytest.mark.parametrize("batch_size, num_workers", [(3, 1), (3, 2), (64, 2), (1, 1)])
+@pytest.mark.parametrize("batch_size, num_workers", [(3, 1), (3, 2), (64, 2), (1, 1), (3, 0), (64, 0)])
 def test_folder_matches_reference(pair, folder, batch_size, num_workers):
     _, model, preprocess = pair
     with pytest.warns(RuntimeWarning, match="skipped 2 of 9 images"):
@@ -101,6 +101,14 @@ def test_folder_matches_reference(pair, folder, batch_size, num_workers):
     assert sorted(failed) == sorted([str(folder / CORRUPT), str(folder / TRUNCATED)])
     assert failed[str(folder / CORRUPT)].startswith("UnidentifiedImageError: ")
     assert "truncated" in failed[str(folder / TRUNCATED)].lower() or "broken" in failed[str(folder / TRUNCATED)]
+
+
+def test_default_num_workers(monkeypatch):
+    """Decoding threads by default only where there are cores to spare for them."""
+    from clip.features import default_num_workers
+    for cpus, workers in ((1, 0), (2, 0), (4, 0), (5, 2), (64, 2)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        assert default_num_workers() == workers
 
 
 def test_normalize_and_progress(pair, folder, capsys):
@@ -264,7 +272,7 @@ def test_errors(pair, folder, tmp_path):
         (dict(source=[]), ValueError, "empty list"),
         (dict(source=["a.jpg", 3]), TypeError, r"source\[1\] is a int"),
         (dict(source=str(folder), batch_size=0), ValueError, "batch_size must be an int >= 1"),
-        (dict(source=str(folder), num_workers=0), ValueError, "num_workers must be an int >= 1"),
+        (dict(source=str(folder), num_workers=-1), ValueError, "num_workers must be an int >= 0"),
         (dict(source=str(folder), num_workers=1.5), TypeError, "num_workers must be an int"),
         (dict(source=str(folder), column="image"), ValueError, "column is only used with a mindspore.dataset"),
         (dict(source=str(folder), preprocess=clip.transform.Preprocess(224)), ValueError,
