@@ -271,9 +271,11 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         way ``load`` uses MindSpore's PyNative-plus-``jit`` style: the towers run as compiled graphs
         (``mindspore.jit``), 2-4x faster than eager execution. A compiled graph keeps all its
         intermediate buffers while the model lives, so a ResNet's image tower is compiled for as
-        many images per call as fit in ``$CLIP_GRAPH_MEMORY_GB`` (default 3; about 0.43 GB per image
-        for RN50; larger batches run in chunks) and stays eager when not one image fits (RN50x16,
-        RN50x64 at the default). ``eager=True`` compiles nothing.
+        many images per call (a power of two up to 16) as fit in the graph memory budget
+        (``$CLIP_GRAPH_MEMORY_GB``; default a quarter of the available memory, 3-8 GB; RN50 takes
+        about 0.74 GB plus 0.19 GB per image; larger batches run in chunks, small remainders one
+        image per call) and stays eager when not one image fits (RN50x64 below about 13 GB).
+        ``eager=True`` compiles nothing.
     download_root : str
         Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.
     jit : bool
