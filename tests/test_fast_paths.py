@@ -139,8 +139,11 @@ def test_channels_last_convolution(k, stride, padding, size):
 def test_channels_last_average_pool(stride, size):
     x = np.random.RandomState(stride).randn(2, size, size, 5)
     expected = x.reshape(2, size // stride, stride, size // stride, stride, 5).mean(axis=(2, 4))
-    got = AvgPool(stride)(Tensor(x.astype(np.float32))).asnumpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    pool = AvgPool(stride)
+    for training in (False, True):
+        pool.set_train(training)
+        got = pool(Tensor(x.astype(np.float32))).asnumpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     wrong = x[:, ::stride, ::stride]  # a strided pick is not a pool: the check must see it
     assert np.abs(wrong - expected).max() > 1e-2
 
