@@ -93,6 +93,13 @@ def _runtime_options(with_model=True):
     return parent
 
 
+def _add_num_workers(parser):
+    """``--num-workers`` of the commands that decode image files (``extract_image_features``'s)."""
+    parser.add_argument("--num-workers", type=_non_negative_int, default=None, metavar="N",
+                        help="threads decoding and preprocessing images, 0: between model calls "
+                             "(default: 0 on machines of up to 4 CPUs, else 2)")
+
+
 def build_parser():
     """The ``argparse`` parser of ``python -m clip`` (its subcommands are ``classify``, ``embed``,
     ``eval`` and ``convert``)."""
@@ -145,9 +152,7 @@ def build_parser():
     p.add_argument("--output", "-o", required=True, metavar="PREFIX",
                    help="output prefix: writes PREFIX.npy and PREFIX.paths.txt (or PREFIX.texts.txt)")
     p.add_argument("--normalize", action="store_true", help="scale every feature vector to unit L2 norm")
-    p.add_argument("--num-workers", type=_non_negative_int, default=None, metavar="N",
-                   help="threads decoding and preprocessing images, 0: between model calls "
-                        "(default: 0 on machines of up to 4 CPUs, else 2)")
+    _add_num_workers(p)
     p.add_argument("--truncate", action="store_true",
                    help="cut texts longer than the context length (77 tokens) instead of failing")
     distributed.add_launch_arguments(
@@ -202,9 +207,7 @@ def build_parser():
                    help="retrieval, csv: column of the image paths (default: path)")
     p.add_argument("--caption-column", default="caption", metavar="NAME",
                    help="retrieval, csv: column of the captions (default: caption)")
-    p.add_argument("--num-workers", type=_non_negative_int, default=None, metavar="N",
-                   help="threads decoding and preprocessing images, 0: between model calls "
-                        "(default: 0 on machines of up to 4 CPUs, else 2)")
+    _add_num_workers(p)
     p.add_argument("--json", dest="json_out", metavar="OUT.json",
                    help="also write the results to this JSON file (atomically)")
     p.set_defaults(run=_cmd_eval)

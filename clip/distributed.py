@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ParallelContext", "SINGLE", "launched_by_msrun", "msrun_world_size", "check_workers", "init", "free_port", "msrun_command", "launch",
-           "add_launch_arguments", "DEFAULT_CLUSTER_TIMEOUT"]
+__all__ = ["ParallelContext", "SINGLE", "launched_by_msrun", "msrun_world_size", "check_workers", "init",
+           "free_port", "msrun_command", "launch", "add_launch_arguments", "DEFAULT_CLUSTER_TIMEOUT"]
 
 #: seconds the processes wait for each other to form the cluster before failing (``msrun``'s
 #: ``--cluster_time_out``; its own default is 600)
