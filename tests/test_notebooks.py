@@ -256,3 +256,7 @@ def test_fine_tuning_runs(tmp_path, kernel_env, monkeypatch):
     assert float(rows[0][1]) == pytest.approx(before["zeroshot_top1"], abs=1e-3)
     assert float(rows[-1][1]) == pytest.approx(after["zeroshot_top1"], abs=1e-3)
     assert float(rows[-1][2]) == pytest.approx(after["text_to_image_R@1"], abs=1e-3)
+    # the notebook removes its temporary folder (pictures, run folder, checkpoints)
+    stdout, _, _ = _outputs(_cell(nb, "shutil.rmtree(ROOT)"))
+    root = stdout.split("removed", 1)[1].strip()
+    assert os.path.basename(root).startswith("clip-finetune-") and not os.path.exists(root)
