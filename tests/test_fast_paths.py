@@ -97,6 +97,8 @@ def test_load_eager_and_graph_conflict(tiny_ckpt):
 def test_default_compiles_the_towers(tiny_ckpt, monkeypatch):
     model, _ = clip.load(tiny_ckpt, device="CPU")
     assert model.compiled_towers == (True, True)
+    if isinstance(model.visual, clip.model.VisionTransformer):  # chunks of 8 images: bounded graph memory
+        assert model._image_rows == clip.clip.VIT_IMAGE_ROWS == 8
     model, _ = clip.load(tiny_ckpt, device="CPU", mode=0)
     assert model.compiled_towers == (True, True)
     model, _ = clip.load(tiny_ckpt, device="CPU", eager=True)
