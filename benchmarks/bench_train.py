@@ -19,7 +19,10 @@ set, with the thread counts of both frameworks and of their math libraries set t
   gradient graph, ``jit=True``), float32.
 
 Inputs: random images ``[B, 3, R, R]`` and token rows of 77 ids (start, 8-18 ids, end, padding), the
-same in both processes. The first ``--warmup`` steps are not timed (MindSpore compiles in the first);
+same in both processes. PyTorch gets the 77-token rows, as OpenAI's ``tokenize`` and open_clip's
+training feed them; MindSpore gets them as ``clip.training``'s data pipeline feeds its ``Trainer``:
+cut after the longest caption (``clip.training.data.trim_tokens``, exact: the text tower is causal),
+unless ``--text-tokens full``. The first ``--warmup`` steps are not timed (MindSpore compiles in the first);
 then ``--steps`` steps are timed one by one and the median reported, with the peak resident memory
 of the process (``VmHWM``) over the timed steps and over its whole life. The script measures and
 reports; it asserts nothing about speed.
@@ -268,6 +271,11 @@ def worker(spec):
     images, tokens = _inputs(config, spec["batch"])
     threads = len(os.sched_getaffinity(0))
     build = _torch_step_fn if spec["framework"] == "torch" else _mindspore_step_fn
+    if spec["framework"] == "mindspore" and spec.get("text_tokens", "trimmed") == "trimmed":
+        sys.path.insert(0, ROOT)
+        from clip.training.data import trim_tokens
+
+        tokens = trim_tokens(tokens)  # what CaptionDataset feeds the Trainer
     start = time.perf_counter()
     step = build(config, images, tokens, threads)
     build_s = time.perf_counter() - start
@@ -321,6 +329,9 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--workers", type=int, default=None,
                         help="data parallelism: N processes (msrun) against one process on the same cores")
+    parser.add_argument("--text-tokens", choices=("trimmed", "full"), default="trimmed",
+                        help="MindSpore's captions as its training data feed them, cut after the longest "
+                             "caption (default), or all 77 tokens like PyTorch's")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dp-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -343,12 +354,12 @@ def main(argv=None):
                                                             f, indent=1))
         return 0
     print(f"CPU: {cpu_description()}; pinned to CPUs {cpus}; batch {args.batch}, "
-          f"{args.warmup} warm-up + {args.steps} timed steps, float32")
+          f"{args.warmup} warm-up + {args.steps} timed steps, float32; MindSpore's captions: {args.text_tokens}")
     results = []
     for model in args.models.split(","):
         for framework in args.frameworks.split(","):
             result = _run({"model": model, "framework": framework, "batch": args.batch, "steps": args.steps,
-                           "warmup": args.warmup}, cpus)
+                           "warmup": args.warmup, "text_tokens": args.text_tokens}, cpus)
             results.append(result)
             if "error" in result:
                 print(f"  {model:9s} {framework:9s} {result['error']}", flush=True)

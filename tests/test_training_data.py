@@ -138,6 +138,19 @@ def test_tokens_are_clip_tokenize_cut_to_the_longest_caption(tmp_path, samples):
     assert np.array_equal(dataset.tokens, full[:, :length]) and not full[:, length:].any()
 
 
+def test_trim_tokens_cuts_after_the_last_end_of_text_token():
+    rows = np.zeros((3, 10), np.int64)
+    rows[0, :3] = [49406, 5, 49407]
+    rows[1, :6] = [49406, 7, 8, 9, 10, 49407]  # the longest: end-of-text at column 5
+    rows[2, :2] = [49406, 49407]
+    out = tdata.trim_tokens(rows)
+    assert out.dtype == np.int32 and out.shape == (3, 6) and np.array_equal(out, rows[:, :6])
+    # at least two columns; a row without padding keeps the full context
+    assert tdata.trim_tokens(np.array([[49407, 0, 0]])).shape == (1, 2)
+    full = np.arange(1, 11)[None]
+    assert np.array_equal(tdata.trim_tokens(full), full)
+
+
 def test_eval_transform_is_openai_preprocess_and_train_crop_follows_open_clip(samples):
     image = samples[0][0].resize((50, 40))
     preprocess = clip.transform.Preprocess(32)

@@ -43,7 +43,7 @@ from ..transform import MEAN, STD, center_crop, resize
 
 __all__ = ["CaptionedImages", "CaptionDataset", "read_csv_data", "read_flickr_data", "read_image_folder_data",
            "read_data", "DATA_FORMATS", "TRAIN_CROP_SCALE", "epoch_batches", "train_transform",
-           "eval_transform", "classname_from_folder"]
+           "eval_transform", "classname_from_folder", "trim_tokens"]
 
 #: the layouts :func:`read_data` knows
 DATA_FORMATS = ("csv", "flickr", "imagefolder")
@@ -271,6 +271,15 @@ class _Items:
         return self.dataset.item(index, self.epoch)
 
 
+def trim_tokens(tokens):
+    """Token rows ``[C, n_ctx]`` cut after the last end-of-text token of any row (the largest id
+    of each row), at least 2 columns: ``[C, L]`` int32. The text tower is causal, so no feature
+    changes, and every training step computes ``L`` positions instead of ``n_ctx``."""
+    tokens = np.asarray(tokens)
+    length = int(tokens.argmax(-1).max()) + 1 if tokens.size else 2
+    return tokens[:, :max(length, 2)].astype(np.int32)
+
+
 class CaptionDataset:
     """Batches of images and tokens from a :class:`CaptionedImages`, through ``mindspore.dataset``.
 
@@ -289,9 +298,7 @@ class CaptionDataset:
         self.data, self.resolution, self.train, self.seed = data, int(resolution), train, int(seed)
         self.num_workers = max(1, min(int(num_workers), os.cpu_count() or 1))  # MindSpore refuses more
         flat = [c for captions in data.captions for c in captions]
-        tokens = tokenize(flat, context_length=context_length, truncate=True).asnumpy()  # [C, ctx]
-        length = int(tokens.argmax(-1).max()) + 1  # the end-of-text token has the largest id
-        self.tokens = tokens[:, :max(length, 2)].astype(np.int32)  # [C, L]
+        self.tokens = trim_tokens(tokenize(flat, context_length=context_length, truncate=True).asnumpy())  # [C, L]
         starts = np.cumsum([0] + [len(c) for c in data.captions])
         self._caption_rows = [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
         self.skipped = Counter()  # images that could not be read, counted as batches are made
