@@ -284,8 +284,8 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         images per call (:data:`VIT_IMAGE_ROWS`) and a ResNet's image tower for as
         many images per call (a power of two up to 16) as fit in the graph memory budget
         (``$CLIP_GRAPH_MEMORY_GB``; default a quarter of the available memory, 3-8 GB; RN50 takes
-        about 0.74 GB plus 0.19 GB per image; larger batches run in chunks, small remainders one
-        image per call) and stays eager when not one image fits (RN50x64 below about 13 GB).
+        about 1 GB plus 0.04 GB per image; larger batches run in chunks, small remainders one
+        image per call) and stays eager when not one image fits (RN50x64 below about 11.3 GB).
         ``eager=True`` compiles nothing.
     download_root : str
         Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.
