@@ -10,7 +10,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from . import _download, pt_reader, transform
-from .model import ModelConfigError, ModifiedResNet, VisionTransformer, build_model, convert_torch_state_dict
+from .model import ModelConfigError, ModifiedResNet, build_model, convert_torch_state_dict
 from .simple_tokenizer import SimpleTokenizer as _Tokenizer
 
 __all__ = ["available_models", "load", "tokenize"]
@@ -256,8 +256,7 @@ def _compile_towers(model):
         image_rows = _graph_image_rows(model.visual)
     else:
         image_rows = VIT_IMAGE_ROWS
-    compile_image = isinstance(model.visual, VisionTransformer) or bool(image_rows)
-    model.compile_towers(image=compile_image, text=True, image_rows=image_rows or None)
+    model.compile_towers(image=bool(image_rows), text=True, image_rows=image_rows or None)
 
 
 def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_root: str = None,

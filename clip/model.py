@@ -56,14 +56,10 @@ def _attention(q, k, v, num_heads, mask=None):
     q = q.reshape(n, lq, num_heads, head_dim).transpose(0, 2, 1, 3)  # [N, H, Lq, Dh]
     k = k.reshape(n, length, num_heads, head_dim).transpose(0, 2, 3, 1)  # [N, H, Dh, L]
     v = v.reshape(n, length, num_heads, head_dim).transpose(0, 2, 1, 3)  # [N, H, L, Dh]
-    scores = ops.matmul(q * (head_dim ** -0.5), k)  # [N, H, Lq, L]
-    if dtype != ms.float32:
-        scores = scores.astype(ms.float32)
+    scores = ops.matmul(q * (head_dim ** -0.5), k).astype(ms.float32)  # [N, H, Lq, L]
     if mask is not None:
         scores = scores + mask
-    weights = ops.softmax(scores, -1)
-    if dtype != ms.float32:
-        weights = weights.astype(dtype)
+    weights = ops.softmax(scores, -1).astype(dtype)
     out = ops.matmul(weights, v)  # [N, H, Lq, Dh]
     return out.transpose(0, 2, 1, 3).reshape(n, lq, width)  # [N, Lq, D]
 
@@ -376,8 +372,6 @@ class LayerNorm(nn.Cell):
         self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
 
     def construct(self, x):
-        if x.dtype == ms.float32 and self.gamma.dtype == ms.float32:  # no copies (a compiled graph keeps each)
-            return self.layer_norm(x, self.gamma, self.beta)[0]
         y, _, _ = self.layer_norm(x.astype(ms.float32), self.gamma.astype(ms.float32),
                                   self.beta.astype(ms.float32))
         return y.astype(x.dtype)
