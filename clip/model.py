@@ -111,6 +111,41 @@ def _im2col_indices(size: int, kernel: int, stride: int, padding: int):
     return Tensor(np.where(valid, flat, size * size).reshape(-1).astype(np.int32)), out
 
 
+def _gather_taps(x, index, taps: int):
+    """im2col: ``[N, H, W, C] -> [N * P, taps * C]``, row ``p`` of image ``n`` holding the input
+    channels at the ``taps`` positions ``index`` names for output position ``p`` (see
+    :func:`_im2col_indices`; position ``H * W`` is a row of zeros, the padding)."""
+    n, _, _, c = x.shape
+    x = ops.cat([x.reshape(n, -1, c), ops.zeros((n, 1, c), x.dtype)], 1)  # [N, HW + 1, C]
+    return ops.gather(x, index, 1).reshape(-1, taps * c)  # [N * P, taps * C]
+
+
+class _SameConvProduct(nn.Cell):
+    """A stride-1 "same" convolution as im2col and one product, with its backward written out:
+    the weight's gradient from the taps gathered again (differentiating op by op would keep the
+    ``k * k`` copies of the input for backward) and the input's gradient as the same convolution of
+    the output gradient with the kernel flipped: a gather, not the scatter-add that differentiating
+    the gather gives. Used in training. ``[N, H, W, C], [out, k * k * C] -> [N, H, W, out]``"""
+
+    def __init__(self, index, taps: int):
+        super().__init__()
+        self.index, self.taps = index, taps
+
+    def construct(self, x, weight):
+        n, h, w, _ = x.shape
+        return _MATMUL_NT(_gather_taps(x, self.index, self.taps), weight).reshape(n, h, w, -1)
+
+    def bprop(self, x, weight, out, dout):
+        n, h, w, c = x.shape
+        out_channels = weight.shape[0]
+        grad_weight = ops.matmul(dout.reshape(-1, out_channels).T, _gather_taps(x, self.index, self.taps))
+        # output position p takes input p + d through tap d, so input q gets dout[q - d] through it:
+        # the taps in reverse order, [k * k * out, C]
+        flipped = weight.reshape(out_channels, self.taps, c)[:, ::-1].transpose(1, 0, 2).reshape(-1, c)
+        grad_x = ops.matmul(_gather_taps(dout, self.index, self.taps), flipped).reshape(n, h, w, c)
+        return grad_x, grad_weight  # [N, H, W, C], [out, k * k * C]
+
+
 class Conv2d(nn.Cell):
     """A bias-free square convolution on channels-last input ``[N, H, W, C]``.
 
@@ -125,10 +160,13 @@ class Conv2d(nn.Cell):
                  stride: int = 1, padding: int = 0):
         super().__init__()
         self.out_channels = out_channels
+        self.taps = kernel_size * kernel_size
         self.weight = Parameter(_zeros((out_channels, in_channels, kernel_size, kernel_size)))
-        self.index, self.output_size = None, input_size
+        self.index, self.output_size, self.same = None, input_size, None
         if kernel_size > 1 or stride > 1 or padding:
             self.index, self.output_size = _im2col_indices(input_size, kernel_size, stride, padding)
+            if stride == 1 and 2 * padding == kernel_size - 1:
+                self.same = _SameConvProduct(self.index, self.taps)
 
     def construct(self, x, scale=None, shift=None):
         """``x``: ``[N, H, W, C]``; ``scale``/``shift`` (``[out]``, optional): an affine map of the
@@ -137,14 +175,17 @@ class Conv2d(nn.Cell):
         if self.index is None:
             weight = self.weight.reshape(self.out_channels, c)  # [out, C]
         else:
-            x = ops.cat([x.reshape(n, h * w, c), ops.zeros((n, 1, c), x.dtype)], 1)  # [N, HW + 1, C]
-            x = ops.gather(x, self.index, 1)  # [N, Ho * Wo * k * k, C]
-            x = x.reshape(n, self.output_size, self.output_size, -1)  # [N, Ho, Wo, k * k * C]
             weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
+            if self.training and self.same is not None and scale is None:
+                return self.same(x, weight)
+            x = _gather_taps(x, self.index, self.taps)  # [N * Ho * Wo, k * k * C]
         if scale is not None:
             weight = weight * scale.astype(weight.dtype).reshape(-1, 1)
             shift = shift.astype(weight.dtype)
-        return linear(x, weight, shift)  # [N, Ho, Wo, out]
+        y = linear(x, weight, shift)
+        if self.index is not None:
+            y = y.reshape(n, self.output_size, self.output_size, -1)
+        return y  # [N, Ho, Wo, out]
 
 
 class BatchNorm(nn.Cell):

@@ -137,6 +137,46 @@ def test_channels_last_convolution(k, stride, padding, size):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def _numpy_conv_grads(x, w, g, stride, padding):
+    """Gradients of ``sum(conv(x, w) * g)`` with respect to ``x`` and ``w``, float64, NCHW."""
+    k = w.shape[-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    grad_xp, grad_w = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(g.shape[2]):
+        for j in range(g.shape[3]):
+            window = (slice(None), slice(None), slice(i * stride, i * stride + k), slice(j * stride, j * stride + k))
+            grad_w += np.tensordot(g[:, :, i, j], xp[window], axes=([0], [0]))  # [O, C, k, k]
+            grad_xp[window] += np.tensordot(g[:, :, i, j], w, axes=([1], [0]))  # [N, C, k, k]
+    size = x.shape[2]
+    return grad_xp[:, :, padding:padding + size, padding:padding + size], grad_w
+
+
+@pytest.mark.parametrize("k,stride,padding,size", [(3, 1, 1, 9), (5, 1, 2, 7), (3, 2, 1, 10), (1, 1, 0, 5)])
+def test_channels_last_convolution_gradients(k, stride, padding, size):
+    """In training mode a stride-1 "same" convolution has a written-out backward (the input's
+    gradient as a convolution with the flipped kernel); it, and the differentiated formulation
+    of the other convolutions, give the gradients of a convolution. A kernel not flipped fails."""
+    rng = np.random.RandomState(k + size)
+    x, w = rng.randn(2, 5, size, size), rng.randn(7, 5, k, k)
+    conv = Conv2d(5, 7, k, size, stride=stride, padding=padding)
+    conv.weight.set_data(Tensor(w.astype(np.float32)))
+    conv.set_train(True)
+    g = rng.randn(2, 7, conv.output_size, conv.output_size)
+    g_last = Tensor(g.transpose(0, 2, 3, 1).astype(np.float32))
+
+    def loss(inputs):
+        return (conv(inputs) * g_last).sum()
+
+    grad_fn = ms.value_and_grad(loss, 0, [conv.weight])
+    _, (grad_x, (grad_w,)) = grad_fn(Tensor(x.transpose(0, 2, 3, 1).astype(np.float32)))
+    expected_x, expected_w = _numpy_conv_grads(x, w, g, stride, padding)
+    np.testing.assert_allclose(grad_x.asnumpy().transpose(0, 3, 1, 2), expected_x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grad_w.asnumpy(), expected_w, rtol=1e-4, atol=1e-4)
+    if k > 1:  # the check sees a kernel that is not flipped
+        unflipped, _ = _numpy_conv_grads(x, w[:, :, ::-1, ::-1], g, stride, padding)
+        assert np.abs(unflipped - expected_x).max() > 1e-1
+
+
 @pytest.mark.parametrize("stride,size", [(2, 8), (3, 9)])
 def test_channels_last_average_pool(stride, size):
     x = np.random.RandomState(stride).randn(2, size, size, 5)
