@@ -234,11 +234,15 @@ def _graph_image_rows(visual):
     """How many images a compiled ResNet image tower takes per call within the memory budget: the
     largest power of two up to 16 whose graph, with the one-image graph that serves small
     remainders (from 4 rows on, see ``clip.model.image_chunks``), fits (so that the usual batch
-    sizes split into whole calls); 0 when not even one image fits: the tower then stays eager."""
+    sizes split into whole calls). A tower whose one-image graph exceeds the default budget
+    (RN50x64: about 9 GB) is still compiled for one image per call if that graph fits in half of
+    the memory available now: eagerly it runs 3x slower. 0: the tower stays eager."""
     budget, fixed, per_image = _graph_memory_budget(), visual.graph_fixed_bytes(), visual.graph_bytes_per_image()
     rows = 16
     while rows and fixed + rows * per_image + (fixed + per_image if rows >= 4 else 0) > budget:
         rows //= 2
+    if not rows and os.environ.get("CLIP_GRAPH_MEMORY_GB") is None:
+        rows = int(fixed + per_image <= (_mem_available() or 0) // 2)
     return rows
 
 
@@ -284,7 +288,9 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         many images per call (a power of two up to 16) as fit in the graph memory budget
         (``$CLIP_GRAPH_MEMORY_GB``; default a quarter of the available memory, 3-8 GB; RN50 takes
         about 1 GB plus 0.04 GB per image; larger batches run in chunks, small remainders one
-        image per call) and stays eager when not one image fits (RN50x64 below about 11.3 GB).
+        image per call). Without ``$CLIP_GRAPH_MEMORY_GB``, a tower too large for the default
+        budget is compiled for one image per call if that graph fits in half of the available
+        memory (RN50x64: about 9 GB, estimated 10.7), else it stays eager (3x slower).
         ``eager=True`` compiles nothing.
     download_root : str
         Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.

@@ -235,8 +235,8 @@ def test_graph_memory_budget_decides_resnet_rows(monkeypatch):
     def graphs(rows):  # the graph of `rows` images and, from 4 rows on, the one-image graph
         return fixed + rows * per_image + (fixed + per_image if rows >= 4 else 0)
 
-    for budget, rows in (("1.05", 1), ("1.1", 2), ("2.3", 4), ("2.5", 8), ("3", 16), ("10", 16),
-                         ("0.9", 0)):  # 0: the tower stays eager
+    for budget, rows in (("1.0", 1), ("1.05", 2), ("2.15", 4), ("2.4", 8), ("3", 16), ("10", 16),
+                         ("0.9", 0)):  # 0: the tower stays eager (a budget that is set is kept)
         monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", budget)
         assert _graph_image_rows(visual) == rows, budget
         limit = float(budget) * 2 ** 30
@@ -252,3 +252,27 @@ def test_graph_memory_budget_decides_resnet_rows(monkeypatch):
         assert _graph_memory_budget() == budget * 2 ** 30
     monkeypatch.setattr(clip.clip, "_mem_available", lambda: None)
     assert _graph_memory_budget() == 3 * 2 ** 30
+
+
+def test_tower_too_large_for_the_budget_compiles_one_image_if_half_the_memory_holds_it(monkeypatch):
+    """RN50x64's one-image graph (about 9 GB) exceeds the default budget (at most 8 GB): without
+    ``$CLIP_GRAPH_MEMORY_GB`` it is compiled for one image per call when half of the available
+    memory holds it, else it stays eager; a budget that is set is kept."""
+    from clip.clip import _graph_image_rows
+
+    class Tower:  # the two estimates of a tower like RN50x64's
+        def graph_fixed_bytes(self):
+            return 10 * 2 ** 30
+
+        def graph_bytes_per_image(self):
+            return 2 ** 29
+
+    monkeypatch.delenv("CLIP_GRAPH_MEMORY_GB", raising=False)
+    for available, rows in ((24, 1), (21, 1), (20, 0), (16, 0)):
+        monkeypatch.setattr(clip.clip, "_mem_available", lambda: available * 2 ** 30)
+        assert _graph_image_rows(Tower()) == rows, available
+    monkeypatch.setattr(clip.clip, "_mem_available", lambda: None)
+    assert _graph_image_rows(Tower()) == 0
+    monkeypatch.setattr(clip.clip, "_mem_available", lambda: 64 * 2 ** 30)
+    monkeypatch.setenv("CLIP_GRAPH_MEMORY_GB", "8")
+    assert _graph_image_rows(Tower()) == 0
