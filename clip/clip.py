@@ -235,14 +235,14 @@ def _graph_image_rows(visual):
     largest power of two up to 16 whose graph, with the one-image graph that serves small
     remainders (from 4 rows on, see ``clip.model.image_chunks``), fits (so that the usual batch
     sizes split into whole calls). A tower whose one-image graph exceeds the default budget
-    (RN50x64: about 9 GB) is still compiled for one image per call if that graph fits in half of
-    the memory available now: eagerly it runs 3x slower. 0: the tower stays eager."""
+    (RN50x64: about 9 GB) is still compiled for one image per call if that graph fits in three
+    quarters of the memory available now: eagerly it runs 3x slower. 0: the tower stays eager."""
     budget, fixed, per_image = _graph_memory_budget(), visual.graph_fixed_bytes(), visual.graph_bytes_per_image()
     rows = 16
     while rows and fixed + rows * per_image + (fixed + per_image if rows >= 4 else 0) > budget:
         rows //= 2
     if not rows and os.environ.get("CLIP_GRAPH_MEMORY_GB") is None:
-        rows = int(fixed + per_image <= (_mem_available() or 0) // 2)
+        rows = int(fixed + per_image <= 0.75 * (_mem_available() or 0))
     return rows
 
 
@@ -289,8 +289,8 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
         (``$CLIP_GRAPH_MEMORY_GB``; default a quarter of the available memory, 3-8 GB; RN50 takes
         about 1 GB plus 0.04 GB per image; larger batches run in chunks, small remainders one
         image per call). Without ``$CLIP_GRAPH_MEMORY_GB``, a tower too large for the default
-        budget is compiled for one image per call if that graph fits in half of the available
-        memory (RN50x64: about 9 GB, estimated 10.7), else it stays eager (3x slower).
+        budget is compiled for one image per call if that graph fits in three quarters of the
+        available memory (RN50x64: about 9 GB, estimated 10.7), else it stays eager (3x slower).
         ``eager=True`` compiles nothing.
     download_root : str
         Where model files are cached; default ``$CLIP_CACHE_DIR`` or ``~/.cache/clip``.

@@ -644,9 +644,11 @@ class CLIP(nn.Cell):
         rows are zeros and dropped) and text lengths to multiples of 8, so each bucket compiles once:
         a loop whose last batch is smaller, or calls with 1, 3 or 7 images, reuse a few graphs.
         A compiled graph keeps its intermediate buffers for as long as it lives (see the README).
-        ``image_rows``: compile the image tower for exactly this many images and run larger or
-        smaller batches in chunks of that size, a remainder below half of it one image per call
-        (two graphs at most, bounded memory; see :func:`image_chunks`); default: buckets."""
+        ``image_rows``: compile the image tower for this many images per call and run larger
+        batches in chunks of that size; the remainder runs, for a ResNet, as one padded call when
+        it is half of ``image_rows`` or more, else one image per call (two graphs: each keeps a
+        prepared copy of the weights), for a ViT in calls of decreasing powers of two (see
+        :func:`image_chunks`); memory stays bounded. Default: buckets."""
         if image_rows is not None and (isinstance(image_rows, bool) or int(image_rows) < 1):
             raise ValueError(f"image_rows must be a positive integer, got {image_rows!r}")
         self._image_rows = None if image_rows is None else int(image_rows)
@@ -701,8 +703,9 @@ class CLIP(nn.Cell):
         rows = self._image_rows
         if rows is None:
             return _padded_call(self._image_features, image, batch_bucket(image.shape[0]))
+        powers = isinstance(self.visual, VisionTransformer)  # its graphs take the weights as they are
         chunks = [_padded_call(self._image_features, image[start:start + size], size)
-                  for start, size in image_chunks(image.shape[0], rows)]
+                  for start, size in image_chunks(image.shape[0], rows, powers)]
         return chunks[0] if len(chunks) == 1 else ops.cat(chunks)
 
     def encode_text(self, text):
@@ -745,17 +748,28 @@ def batch_bucket(n: int) -> int:
     return size
 
 
-def image_chunks(n: int, rows: int):
+def image_chunks(n: int, rows: int, powers: bool = False):
     """How a tower compiled for ``rows`` images per call takes ``n`` images: ``(start, size)``
-    calls of ``rows`` (the last padded with zero rows) and, for a remainder below half of ``rows``,
-    calls of one image each instead, so that one image never pays for ``rows`` (at most two graphs:
-    ``rows`` and 1)."""
+    calls of ``rows``, then the remainder. By default a remainder of half of ``rows`` or more is one
+    call of ``rows`` (padded with zero rows), a smaller one calls of one image each, so that one
+    image never pays for ``rows`` (at most two graphs: ``rows`` and 1; for towers whose every graph
+    keeps a prepared copy of the weights, the ResNets). With ``powers`` the remainder runs in calls
+    of decreasing powers of two (4 + 2 + 1 for 7 of 8): no padded work, at most one graph per power
+    of two up to ``rows`` (for towers whose graphs keep little besides their activations, the ViTs)."""
     full, rest = divmod(n, rows)
     calls = [(start, rows) for start in range(0, full * rows, rows)]
-    if 2 * rest >= rows:
-        calls.append((full * rows, rows))
+    start = full * rows
+    if powers:
+        size = 1 << (rows.bit_length() - 1)  # the largest power of two <= rows
+        while rest:
+            if size <= rest:
+                calls.append((start, size))
+                start, rest = start + size, rest - size
+            size //= 2
+    elif 2 * rest >= rows:
+        calls.append((start, rows))
     else:
-        calls += [(start, 1) for start in range(full * rows, n)]
+        calls += [(i, 1) for i in range(start, n)]
     return calls
 
 

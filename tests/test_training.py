@@ -522,6 +522,14 @@ def test_checkpoint_resume_is_exact(tmp_path):
     changed.schedule = training.make_schedule("constant", base_lr=1.0)
     with pytest.raises(ValueError, match="schedule"):
         training.resume(other, changed)
+    # states written before the whole architecture was recorded hold the part the weights tell;
+    # they resume, and another architecture does not
+    state = first.state_dict()
+    state["config"] = {k: v for k, v in state["config"].items() if k not in ("vision_heads", "quick_gelu")}
+    fresh_trainer().load_state_dict(state)
+    state["config"]["transformer_layers"] += 1
+    with pytest.raises(ValueError, match="another config"):
+        fresh_trainer().load_state_dict(state)
 
 
 # -- WiSE-FT ----------------------------------------------------------------------------------------

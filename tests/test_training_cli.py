@@ -13,6 +13,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 import clip
+from clip.open_clip.weights import ARCHITECTURE_KEY
 from clip import cli, training
 from clip.model import CLIP
 from clip.training.precision import MixedPrecisionTrainer
@@ -48,7 +49,7 @@ def _lines(path):
 
 
 def _weights(path):
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()}
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if k != ARCHITECTURE_KEY}
 
 
 def test_train_writes_final_checkpoint_metrics_and_respects_lock(files, tmp_path, capsys):
@@ -83,6 +84,30 @@ def test_train_writes_final_checkpoint_metrics_and_respects_lock(files, tmp_path
     assert not np.array_equal(weights["text_projection"], initial["text_projection"])
     features = model.encode_image(preprocess(shape_samples(1, seed=9)[0][0]).unsqueeze(0))
     assert features.shape == (1, 32)
+
+
+def test_fine_tuned_weights_keep_the_architecture(files, tmp_path, capsys):
+    """A model whose architecture the weights do not tell (the exact GELU, as open_clip's LAION
+    models have, and non-default head counts) is fine-tuned: the final weights and every
+    checkpoint record its architecture, so ``clip.load`` rebuilds that model, not OpenAI's
+    QuickGELU default that the weights alone would suggest."""
+    architecture = dict(CONFIG, vision_heads=2, transformer_heads=2, quick_gelu=False)
+    start = training.init_parameters(CLIP(**architecture), seed=3)
+    source = clip.convert.save_state_dict(
+        {n: p.asnumpy() for n, p in start.parameters_and_names()}, str(tmp_path / "gelu.ckpt"), architecture)
+    out_dir = str(tmp_path / "run")
+    code, out, err = _train(capsys, "--model", source, "--train-data", files["train"], "--batch-size", "8",
+                            "--epochs", "1", "--save-every", "2", "--lr", "1e-3", "--output", out_dir)
+    assert code == 0, err
+    expected = CLIP(**architecture).architecture
+    checkpoint = os.path.join(out_dir, "checkpoints", "step_00000002")
+    for path in (os.path.join(out_dir, "final.ckpt"), os.path.join(checkpoint, "model.ckpt")):
+        model, _ = clip.load(path, device="CPU")
+        assert model.architecture == expected, path
+    assert training.load_checkpoint(checkpoint)["config"] == expected
+    # the weights alone describe OpenAI's default (QuickGELU, heads of 64): another model
+    inferred = CLIP(**clip.model.infer_config(_weights(os.path.join(out_dir, "final.ckpt")))).architecture
+    assert inferred["quick_gelu"] is True and inferred != expected
 
 
 def test_resume_latest_continues_exactly(files, tmp_path, capsys):

@@ -3,7 +3,8 @@
 ::
 
     CHECKPOINT/
-        model.ckpt        the weights, MindSpore parameter names: clip.load("CHECKPOINT/model.ckpt")
+        model.ckpt        the weights, MindSpore parameter names, and the architecture:
+                          clip.load("CHECKPOINT/model.ckpt")
         optimizer.ckpt    AdamW's moments, named exp_avg.<parameter> / exp_avg_sq.<parameter>
         state.json        step, epoch, schedule, optimiser groups, model config, trained parameters,
                           frozen BatchNorms, accumulation, clipping, your ``extra``, and the SHA-256
@@ -23,6 +24,7 @@ from .._atomic import write_atomically
 from ..clip import _load_ms_checkpoint
 from .._download import _sha256_file
 from ..convert import save_state_dict
+from ..open_clip.weights import ARCHITECTURE_KEY
 from .trainer import STATE_FORMAT, Trainer
 
 __all__ = ["save_checkpoint", "load_checkpoint", "resume", "WEIGHTS_FILE", "OPTIMIZER_FILE", "STATE_FILE"]
@@ -42,7 +44,8 @@ def save_checkpoint(path: str, trainer, extra: dict = None) -> str:
     os.makedirs(path, exist_ok=True)
     weights = os.path.join(path, WEIGHTS_FILE)
     moments = os.path.join(path, OPTIMIZER_FILE)
-    save_state_dict(OrderedDict((k, np.asarray(v, np.float32)) for k, v in state["model"].items()), weights)
+    save_state_dict(OrderedDict((k, np.asarray(v, np.float32)) for k, v in state["model"].items()), weights,
+                    architecture=state["config"])
     save_state_dict(OrderedDict((k, v) for k, v in state["optimizer"].items() if k != "step"), moments)
     meta = {key: value for key, value in state.items() if key not in ("model", "optimizer")}
     meta["optimizer_step"] = int(np.asarray(state["optimizer"]["step"]))
@@ -53,7 +56,9 @@ def save_checkpoint(path: str, trainer, extra: dict = None) -> str:
 
 
 def _read_ckpt(path):
-    return OrderedDict((name, value.asnumpy()) for name, value in _load_ms_checkpoint(path).items())
+    """The arrays of a ``.ckpt`` (not the recorded architecture)."""
+    return OrderedDict((name, value.asnumpy()) for name, value in _load_ms_checkpoint(path).items()
+                       if name != ARCHITECTURE_KEY)
 
 
 def load_checkpoint(path: str) -> dict:

@@ -226,7 +226,8 @@ def _save(cfg, trainer, epoch, batch, skipped):
 
 def _write_final(cfg, model):
     path = os.path.join(cfg.output, "final.ckpt")
-    save_state_dict(OrderedDict((n, p.asnumpy().astype(np.float32)) for n, p in model.parameters_and_names()), path)
+    save_state_dict(OrderedDict((n, p.asnumpy().astype(np.float32)) for n, p in model.parameters_and_names()), path,
+                    architecture=model.architecture)
     return path
 
 

@@ -238,9 +238,12 @@ class Trainer:
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a training state of this library (format {state.get('format')!r})")
         mine = self.state_dict_header()
+        saved = dict(state)
+        if set(saved["config"]) < set(mine["config"]):  # saved before the whole architecture was
+            saved["config"] = {**mine["config"], **saved["config"]}  # recorded: the inferred part
         for key in ("config", "trainable", "frozen_batch_norm") + (
                 ("schedule", "accum_freq", "grad_clip_norm") if strict else ()):
-            if _jsonable(state[key]) != _jsonable(mine[key]):
+            if _jsonable(saved[key]) != _jsonable(mine[key]):
                 raise ValueError(f"the saved training state has another {key}:\n  saved: {state[key]}\n"
                                  f"  this trainer: {mine[key]}")
         _load_weights_in_place(self.model, state["model"])
@@ -250,9 +253,12 @@ class Trainer:
             raise ValueError(f"inconsistent state: step {state['step']}, optimiser step {self.step}")
 
     def state_dict_header(self) -> dict:
-        """:meth:`state_dict` without the arrays (cheap)."""
-        weights = OrderedDict((name, p) for name, p in self.model.parameters_and_names())
-        return {"config": _jsonable(infer_config(weights)), "trainable": self.param_names,
+        """:meth:`state_dict` without the arrays (cheap). ``config`` is the model's architecture
+        (``model.architecture``: activation and head counts included), else inferred from the weights."""
+        config = getattr(self.model, "architecture", None)
+        if config is None:
+            config = infer_config(OrderedDict((name, p) for name, p in self.model.parameters_and_names()))
+        return {"config": _jsonable(config), "trainable": self.param_names,
                 "frozen_batch_norm": [name for name, bn in batch_norm_cells(self.model) if is_frozen_batch_norm(bn)],
                 "schedule": describe_schedule(self.schedule), "accum_freq": self.accum_freq,
                 "grad_clip_norm": self.grad_clip_norm}
