@@ -1,6 +1,8 @@
 """The public API: ``available_models``, ``load`` and ``tokenize``, as in OpenAI's ``clip``."""
 import contextlib
+import ctypes
 import functools
+import gc
 import logging
 import os
 from typing import List, Union
@@ -246,6 +248,19 @@ def _graph_image_rows(visual):
     return rows
 
 
+def _release_free_memory():
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``): reading a checkpoint
+    leaves hundreds of MB of freed buffers in the process's resident set (ViT-B/32: 180 MB; the
+    peak while encoding 16 images drops by 34 MB, as the graphs reuse part of it). Nothing
+    happens where the C library has no ``malloc_trim``."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    gc.collect()
+    trim(0)
+
+
 #: Images per call of a compiled ViT image tower (larger batches run in chunks, see
 #: ``clip.model.image_chunks``): its graph keeps the buffers of this many images (ViT-B/32: ~15 MB
 #: each on MindSpore 2.10's CPU backend), and more images per call are not faster (measured: 8 and
@@ -334,6 +349,8 @@ def load(name: str, device: str = None, mode: int = ms.PYNATIVE_MODE, download_r
     _select_device(target, device_id)
     dtype = ms.float32 if target == "CPU" else ms.float16
     model = build_model(state_dict, dtype=dtype, source=path, architecture=architecture)
+    del state_dict
+    _release_free_memory()
     if not eager:
         _compile_towers(model)
     return model, transform._transform(model.visual.input_resolution)
