@@ -255,7 +255,7 @@ def _release_free_memory():
     happens where the C library has no ``malloc_trim``."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no such function, or (Windows) no C library by None
         return
     gc.collect()
     trim(0)
