@@ -27,6 +27,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from .transform import to_pixels
+
 __all__ = [
     "ClassificationData",
     "ImageSource",
@@ -99,18 +101,14 @@ class ImageSource:
         label = np.asarray(self.data.labels[index], dtype=np.int64)
         if self.data.images is not None:
             image = self.data.images[index]                      # [H, W, 3] uint8
-            return (image if self.transform is None else _as_numpy(self.transform(image))), label
+            return (image if self.transform is None else to_pixels(self.transform, image, dtype=None)), label
         from PIL import Image
 
         with Image.open(self.data.paths[index]) as img:
             img.load()
             if self.transform is None:
                 return np.asarray(img.convert("RGB"), dtype=np.uint8), label
-            return _as_numpy(self.transform(img)), label
-
-
-def _as_numpy(x):
-    return x.asnumpy() if hasattr(x, "asnumpy") else np.asarray(x)
+            return to_pixels(self.transform, img, dtype=None), label
 
 
 # --------------------------------------------------------------------------------------

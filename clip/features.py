@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ._atomic import write_atomically
 from .clip import tokenize
+from .transform import to_pixels
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFeatures", "find_images", "open_image",
            "extract_image_features", "extract_text_features", "default_num_workers"]
@@ -69,13 +70,6 @@ def _describe(error):
     """``"TypeName: first line of the message"``."""
     message = str(error).strip()
     return f"{type(error).__name__}: {message.splitlines()[0]}" if message else type(error).__name__
-
-
-def _to_pixels(output):
-    """A preprocess output (``mindspore.Tensor``, numpy array, or anything array-like) as float32 numpy."""
-    if isinstance(output, Tensor):
-        output = output.asnumpy()
-    return np.asarray(output, dtype=np.float32)
 
 
 def _normalise(features):
@@ -137,7 +131,7 @@ class _FileRows:
 
     def __getitem__(self, index):
         try:
-            pixels = _to_pixels(self.preprocess(open_image(self.paths[index])))
+            pixels = to_pixels(self.preprocess, open_image(self.paths[index]))
             if pixels.shape != self.shape:
                 raise ValueError(f"preprocess returned an array of shape {pixels.shape}, the model takes {self.shape}")
             return pixels, np.int64(index), np.array("")
@@ -263,10 +257,10 @@ class _DatasetRow:
         if value.dtype != np.uint8:
             return value
         if value.ndim == 1:  # the bytes of an image file
-            return _to_pixels(self.preprocess(Image.open(io.BytesIO(value.tobytes()))))
+            return to_pixels(self.preprocess, Image.open(io.BytesIO(value.tobytes())))
         if value.ndim == 4:  # a batch of decoded images
-            return np.stack([_to_pixels(self.preprocess(image)) for image in value])
-        return _to_pixels(self.preprocess(value))
+            return np.stack([to_pixels(self.preprocess, image) for image in value])
+        return to_pixels(self.preprocess, value)
 
 
 def _image_column(dataset, column):

@@ -24,7 +24,8 @@ import numpy as np
 from mindspore import Tensor
 from PIL import Image
 
-from .features import _BatchEncoder, _check_int, _embed_dim, _encode_texts, _normalise, _to_pixels, open_image
+from .features import _BatchEncoder, _check_int, _embed_dim, _encode_texts, _normalise, open_image
+from .transform import to_pixels
 
 __all__ = ["zero_shot_classifier", "zero_shot_logits", "ZeroShotClassifier"]
 
@@ -263,7 +264,7 @@ class ZeroShotClassifier:
                 except Exception:  # noqa: BLE001 - a type that takes other arguments
                     wrapped = RuntimeError(message)
                 raise wrapped from error
-        return _to_pixels(self.preprocess(image))
+        return to_pixels(self.preprocess, image)
 
     def logits(self, images) -> np.ndarray:
         """``model.logit_scale.exp() * cosine`` of each image with each label: float32 ``[N, n_labels]``

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clip.transform import MEAN, STD, Preprocess, _transform, center_crop, resize
+from clip.transform import MEAN, STD, Preprocess, _transform, center_crop, resize, to_pixels
 
 N_PX = (224, 288, 336, 448)
 SIZES = ((225, 224), (224, 225), (300, 200), (199, 641), (1, 1), (17, 33))  # (W, H)
@@ -342,6 +342,29 @@ def test_dataset_map_pipeline(source, multiprocessing, workers):
     for got, want in zip(numpy_batches, expected):
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want)
+
+
+def test_dataset_workers_get_numpy_arrays():
+    """``map`` runs a Compose's steps: a Preprocess's one step returns the float32 NumPy array
+    itself, so a pipeline's worker never converts a mindspore.Tensor back (which waits for every
+    operation MindSpore has queued, e.g. the model encoding the previous batch)."""
+    import dill
+    from mindspore.dataset.transforms import Compose
+
+    preprocess = Preprocess(DATA_PX)
+    assert isinstance(preprocess, Compose)
+    (step,) = Compose.decompose([preprocess])
+    image = _data()[0][0]
+    want = preprocess(image)
+    assert type(want) is mindspore.Tensor
+    for runner in (step, dill.loads(dill.dumps(step))):  # dill: how python_multiprocessing ships it
+        got = runner(image)
+        assert type(got) is np.ndarray and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want.asnumpy())
+    np.testing.assert_array_equal(to_pixels(preprocess, image), want.asnumpy())
+    clone = dill.loads(dill.dumps(preprocess))
+    assert clone.n_px == DATA_PX and clone.transforms[0].transform.owner is clone
+    np.testing.assert_array_equal(clone(image).asnumpy(), want.asnumpy())
 
 
 def test_dataset_plain_iteration_like_cifar100():

@@ -5,10 +5,9 @@ import math
 import random
 
 import mindspore
-import numpy as np
 from PIL import Image
 
-from ..transform import MEAN, STD, _to_pil, center_crop, resize
+from ..transform import MEAN, STD, ArrayTransform, _to_pil, center_crop, normalised_array, resize
 
 __all__ = ["EvalTransform", "TrainTransform", "image_transform", "AUGMENTATION_KEYS"]
 
@@ -17,38 +16,33 @@ AUGMENTATION_KEYS = ("scale", "ratio", "color_jitter", "re_prob", "re_count", "u
                      "color_jitter_prob", "gray_scale_prob")
 
 
-def _normalised_tensor(img, mean, std):
-    array = np.asarray(img.convert("RGB"), dtype=np.uint8).astype(np.float32) / np.float32(255.0)
-    array = (array.transpose(2, 0, 1) - np.asarray(mean, np.float32).reshape(3, 1, 1)) \
-        / np.asarray(std, np.float32).reshape(3, 1, 1)  # [3, H, W]
-    return mindspore.Tensor(np.ascontiguousarray(array, dtype=np.float32))
-
-
-class EvalTransform:
+class EvalTransform(ArrayTransform):
     """open_clip's evaluation transform: ``resize_mode`` "shortest" (shorter side to ``size``,
     bicubic, then center crop) or "squash" (bicubic resize to ``size x size``), RGB, to [0, 1],
-    normalise. Returns a float32 ``mindspore.Tensor`` ``[3, size, size]``."""
+    normalise. Returns a float32 ``mindspore.Tensor`` ``[3, size, size]`` (``array``: the same
+    as NumPy; in a ``dataset.map`` the NumPy array, see :class:`clip.transform.ArrayTransform`)."""
 
     def __init__(self, size: int, mean=MEAN, std=STD, resize_mode: str = "shortest"):
         if resize_mode not in ("shortest", "squash"):
             raise ValueError(f"resize_mode must be 'shortest' or 'squash', got {resize_mode!r}")
         self.size, self.mean, self.std, self.resize_mode = int(size), tuple(mean), tuple(std), resize_mode
+        super().__init__()
 
-    def __call__(self, image):
+    def array(self, image):
         img = _to_pil(image)
         if self.resize_mode == "squash":
             if img.size != (self.size, self.size):
                 img = img.resize((self.size, self.size), Image.BICUBIC)
         else:
             img = center_crop(resize(img, self.size), self.size)
-        return _normalised_tensor(img, self.mean, self.std)
+        return normalised_array(img, self.mean, self.std)
 
     def __repr__(self):
         return (f"EvalTransform(size={self.size}, resize_mode={self.resize_mode!r}, interpolation=bicubic, "
                 f"mean={self.mean}, std={self.std})")
 
 
-class TrainTransform:
+class TrainTransform(ArrayTransform):
     """open_clip's training augmentation: a random crop covering ``scale`` of the image's area with
     an aspect ratio in ``ratio`` (torchvision's RandomResizedCrop sampling: ten tries, then a
     center crop), resized to ``size x size`` (bicubic), RGB, to [0, 1], normalise.
@@ -62,6 +56,7 @@ class TrainTransform:
             raise ValueError(f"ratio must be (low, high) with 0 < low <= high, got {ratio}")
         self.size, self.mean, self.std, self.scale, self.ratio = int(size), tuple(mean), tuple(std), scale, ratio
         self.rng = rng or random.Random()
+        super().__init__()
 
     def crop_box(self, width: int, height: int):
         """``(top, left, h, w)`` of a random crop of a ``width x height`` image."""
@@ -83,15 +78,17 @@ class TrainTransform:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def apply(self, image, box):
-        """The transform with a given crop ``box`` = ``(top, left, h, w)``."""
+        """The transform with a given crop ``box`` = ``(top, left, h, w)`` (a ``mindspore.Tensor``)."""
+        return mindspore.Tensor(self._cropped_array(_to_pil(image), box))
+
+    def array(self, image):
         img = _to_pil(image)
+        return self._cropped_array(img, self.crop_box(*img.size))
+
+    def _cropped_array(self, img, box):
         top, left, h, w = box
         img = img.crop((left, top, left + w, top + h)).resize((self.size, self.size), Image.BICUBIC)
-        return _normalised_tensor(img, self.mean, self.std)
-
-    def __call__(self, image):
-        img = _to_pil(image)
-        return self.apply(img, self.crop_box(*img.size))
+        return normalised_array(img, self.mean, self.std)
 
     def __repr__(self):
         return (f"TrainTransform(size={self.size}, scale={self.scale}, ratio={self.ratio}, interpolation=bicubic, "
