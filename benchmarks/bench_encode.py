@@ -2,7 +2,8 @@
 OpenAI's PyTorch code, in one run, with the same random weights and the same inputs.
 
     python benchmarks/bench_encode.py [--models ViT-B/32,RN50] [--batch 16] [--iters 5]
-                                      [--warmup 2] [--cpus 0,1] [--frameworks torch,pynative,graph]
+                                      [--warmup 2] [--rounds 1] [--cpus 0,1]
+                                      [--frameworks torch,pynative,graph]
                                       [--seed 0] [--json OUT.json] [--workdir DIR]
 
 For every model the script first (in helper processes) builds OpenAI's ``CLIP`` with random
@@ -27,7 +28,11 @@ many threads as there are CPUs in the set (``torch.set_num_threads``;
 ``OPENBLAS_NUM_THREADS`` for the math libraries underneath both). The first call is timed on
 its own (for ``graph`` it includes the compilation), the remaining warm-up calls are not timed,
 then ``--iters`` calls are timed one by one, each including the copy of the features back to
-numpy; the median is reported. A process holds a single framework, so its peak RSS
+numpy; the median is reported. With ``--rounds R`` every framework is measured R times, the
+frameworks taking turns (PyTorch, then each MindSpore mode, then PyTorch again ...), and the
+median of the rounds is reported; the speed ratio is then the median of each round's ratio to
+the PyTorch run just before it, so that a busy phase of a shared machine slows both sides of a
+ratio rather than one framework's whole measurement. A process holds a single framework, so its peak RSS
 (``VmHWM``) is that framework's alone; the high-water mark is reset after loading so that the
 load peak and the run peak are reported separately.
 
@@ -352,10 +357,13 @@ def report(results, cpus, args):
         base = by_key.get((r["arch"], r["tower"], "torch"))
         label = LABELS[r["framework"]]
         if "error" in r:
-            speed.append([r["arch"], r["tower"], label, "FAILED", "", "", "", "", "", ""])
+            speed.append([r["arch"], r["tower"], label, "FAILED", "", "", "", "", "", "", ""])
             continue
         ok_base = base is not None and "error" not in base
         ratio = r["items_per_s"] / base["items_per_s"] if ok_base else None
+        paired = r.get("round_speed_vs_torch")
+        if paired:
+            ratio = statistics.median(paired)  # the median of the paired rounds' ratios
         mem_ratio = (r["peak_rss_run_mb"] / base["peak_rss_run_mb"]
                      if ok_base and r["peak_rss_run_mb"] and base["peak_rss_run_mb"] else None)
         load_ratio = r["peak_rss_load_mb"] / base["peak_rss_load_mb"] if ok_base else None
@@ -363,7 +371,8 @@ def report(results, cpus, args):
         r["peak_rss_run_vs_torch"] = None if mem_ratio is None else round(mem_ratio, 3)
         r["peak_rss_load_vs_torch"] = None if load_ratio is None else round(load_ratio, 3)
         speed.append([r["arch"], r["tower"], label, _fmt(r["first_call_s"], ".2f"), _fmt(r["median_s"], ".4f"),
-                      _fmt(r["items_per_s"], ".1f"), _fmt(ratio, ".2f"), _fmt(r["cpu_per_wall"], ".2f"),
+                      _fmt(r["items_per_s"], ".1f"), _fmt(ratio, ".2f"),
+                      " ".join(f"{x:.2f}" for x in paired) if paired else "-", _fmt(r["cpu_per_wall"], ".2f"),
                       _fmt(r.get("max_rel_diff_vs_torch"), ".1e"), _fmt(r["load_s"], ".1f")])
         memory.append([r["arch"], r["tower"], label, _fmt(r["rss_after_import_mb"], ".0f"),
                        _fmt(r["rss_after_load_mb"], ".0f"),
@@ -371,11 +380,13 @@ def report(results, cpus, args):
                        _fmt(r["peak_rss_run_mb"], ".0f"), _fmt(mem_ratio, ".2f")])
 
     print(f"\nCPU: {cpu_description()}")
+    rounds = (f"; {args.rounds} rounds, the frameworks taking turns, median of the rounds (x torch: median of "
+              f"the rounds' ratios)" if args.rounds > 1 else "")
     print(f"encode throughput: {args.batch} images / {args.text_batch} texts per call, median of {args.iters} timed calls after "
-          f"{args.warmup} warm-up call(s); CPUs {','.join(map(str, cpus))} "
+          f"{args.warmup} warm-up call(s){rounds}; CPUs {','.join(map(str, cpus))} "
           f"({len(cpus)} thread(s) per framework)")
     print(_table(["model", "tower", "framework/mode", "1st call s", "median s", "items/s", "x torch",
-                  "CPUs busy", "rel diff", "load s"], speed))
+                  "rounds x torch", "CPUs busy", "rel diff", "load s"], speed))
     print("\npeak resident memory (MB), each row its own process")
     print(_table(["model", "tower", "framework/mode", "RSS import", "RSS loaded", "peak load", "x torch",
                   "peak run", "x torch"], memory))
@@ -399,6 +410,9 @@ def main(argv=None):
                         help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
     parser.add_argument("--towers", default=",".join(TOWERS),
                         help="image, text (prompts of <= 16 tokens), text77 (77-token texts); default all")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every framework this many times, taking turns (PyTorch, then the others), "
+                             "and report the median; x torch is then the median of the rounds' ratios (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write all results to this file")
     parser.add_argument("--workdir", default=None, help="keep weights/inputs here (default: a temporary folder)")
@@ -416,8 +430,8 @@ def main(argv=None):
     if args._convert:
         return prepare_checkpoint(args._convert)
 
-    if args.batch < 1 or args.iters < 1 or args.warmup < 1:
-        parser.error("--batch, --iters and --warmup must be at least 1")
+    if args.batch < 1 or args.iters < 1 or args.warmup < 1 or args.rounds < 1:
+        parser.error("--batch, --iters, --warmup and --rounds must be at least 1")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     towers = [t.strip() for t in args.towers.split(",") if t.strip()]
@@ -436,6 +450,55 @@ def main(argv=None):
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure_one(args, arch, tower, framework, index, info, cpus, mdir):
+    """One measurement process (``index``: the round); its result dict, or one with ``error``."""
+    tag = f"{framework}_{tower}" + (f"_r{index}" if args.rounds > 1 else "")
+    batch = args.batch if tower == "image" else args.text_batch
+    spec = dict(arch=arch, tower=tower, framework=framework, batch=batch, iters=args.iters,
+                warmup=args.warmup, cpus=cpus, pth=info["pth"], ckpt=info.get("ckpt"),
+                inputs=os.path.join(mdir, "inputs.npz"),
+                features=os.path.join(mdir, f"{tag}_features.npy"),
+                result=os.path.join(mdir, f"{tag}_result.json"))
+    spec_path = os.path.join(mdir, f"{tag}_spec.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    round_note = f" (round {index + 1} of {args.rounds})" if args.rounds > 1 else ""
+    print(f"[{arch}] {tower:5s} {LABELS[framework]}{round_note} ...", file=sys.stderr, flush=True)
+    try:
+        _run(["--_worker", spec_path], cpus, f"{arch} {tower} {framework}", args.timeout)
+        with open(spec["result"]) as f:
+            result = json.load(f)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        print(error, file=sys.stderr)
+        return dict(arch=arch, tower=tower, framework=framework, error=str(error))
+    result["features_path"] = spec["features"]
+    return result
+
+
+def _combine_rounds(results, torch_results):
+    """One result from the rounds of a framework: the median of the rounds' median times (and of
+    their peak memory), and, beside PyTorch, the ratio of each round to PyTorch's round run just
+    before it (``round_speed_vs_torch``; paired, so a slow phase of a shared machine hits both)."""
+    good = [r for r in results if "error" not in r]
+    if len(good) < len(results):
+        return next(r for r in results if "error" in r)
+    if len(results) == 1:
+        return results[0]
+    combined = dict(results[0])
+    combined["round_median_s"] = [r["median_s"] for r in results]
+    combined["median_s"] = round(statistics.median(combined["round_median_s"]), 5)
+    combined["items_per_s"] = round(combined["batch"] / combined["median_s"], 3)
+    for key in ("peak_rss_run_mb", "peak_rss_load_mb", "rss_after_load_mb", "rss_after_import_mb", "cpu_per_wall"):
+        values = [r[key] for r in results if r.get(key) is not None]
+        combined[key] = statistics.median(values) if values else None
+    combined["max_rel_diff_vs_torch"] = max((r["max_rel_diff_vs_torch"] for r in results
+                                             if r.get("max_rel_diff_vs_torch") is not None), default=None)
+    if torch_results and combined["framework"] != "torch" and all("error" not in r for r in torch_results):
+        combined["round_speed_vs_torch"] = [round(t["median_s"] / r["median_s"], 3)
+                                            for t, r in zip(torch_results, results)]
+    return combined
 
 
 def _measure(args, models, frameworks, towers, cpus, workdir):
@@ -457,43 +520,31 @@ def _measure(args, models, frameworks, towers, cpus, workdir):
         prepared[arch] = info
         for tower in towers:
             reference_features = None
-            for framework in frameworks:
-                tag = f"{framework}_{tower}"
-                batch = args.batch if tower == "image" else args.text_batch
-                spec = dict(arch=arch, tower=tower, framework=framework, batch=batch, iters=args.iters,
-                            warmup=args.warmup, cpus=cpus, pth=info["pth"], ckpt=info.get("ckpt"),
-                            inputs=os.path.join(mdir, "inputs.npz"),
-                            features=os.path.join(mdir, f"{tag}_features.npy"),
-                            result=os.path.join(mdir, f"{tag}_result.json"))
-                spec_path = os.path.join(mdir, f"{tag}_spec.json")
-                with open(spec_path, "w") as f:
-                    json.dump(spec, f)
-                print(f"[{arch}] {tower:5s} {LABELS[framework]} ...", file=sys.stderr, flush=True)
-                try:
-                    _run(["--_worker", spec_path], cpus, f"{arch} {tower} {framework}", args.timeout)
-                    with open(spec["result"]) as f:
-                        result = json.load(f)
-                except (RuntimeError, subprocess.TimeoutExpired) as error:
-                    print(error, file=sys.stderr)
-                    failed = True
-                    results.append(dict(arch=arch, tower=tower, framework=framework, error=str(error)))
-                    continue
-                import numpy as np  # the orchestrator never imports a framework
+            rounds = {framework: [] for framework in frameworks}
+            for index in range(args.rounds):
+                for framework in frameworks:
+                    result = _measure_one(args, arch, tower, framework, index, info, cpus, mdir)
+                    if "error" in result:
+                        failed = True
+                        rounds[framework].append(result)
+                        continue
+                    import numpy as np  # the orchestrator never imports a framework
 
-                features = np.load(spec["features"])
-                if framework == "torch":
-                    reference_features = features
-                elif reference_features is not None:
-                    scale = float(np.abs(reference_features).max()) or 1.0
-                    result["max_rel_diff_vs_torch"] = float(np.abs(features - reference_features).max()) / scale
-                results.append(result)
+                    features = np.load(result.pop("features_path"))
+                    if framework == "torch":
+                        reference_features = features
+                    elif reference_features is not None:
+                        scale = float(np.abs(reference_features).max()) or 1.0
+                        result["max_rel_diff_vs_torch"] = float(np.abs(features - reference_features).max()) / scale
+                    rounds[framework].append(result)
+            results += [_combine_rounds(rounds[framework], rounds.get("torch")) for framework in frameworks]
 
     report(results, cpus, args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": {"models": models, "batch": args.batch, "iters": args.iters,
                                     "warmup": args.warmup, "cpus": cpus, "frameworks": frameworks,
-                                    "towers": towers, "seed": args.seed, "python": platform.python_version(),
+                                    "towers": towers, "seed": args.seed, "rounds": args.rounds, "python": platform.python_version(),
                                     "machine": platform.machine(), "cpu_count": os.cpu_count(),
                                     "cpu": cpu_description(), "text_batch": args.text_batch,
                                     "workdir": args.workdir},
