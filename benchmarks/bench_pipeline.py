@@ -70,10 +70,10 @@ def numpy_preprocess(image, size):
     import numpy as np
     from PIL import Image
 
-    w, h = image.size
-    scale = size / min(w, h)
-    image = image.convert("RGB").resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                                        Image.BICUBIC)
+    w, h = image.size  # torchvision's Resize(size): the short side to size, the long one to int(size * long / short)
+    short, long = min(w, h), max(w, h)
+    new_long = int(size * long / short)
+    image = image.resize((size, new_long) if w <= h else (new_long, size), Image.BICUBIC).convert("RGB")
     w, h = image.size
     left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
     array = np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 255.0

@@ -163,5 +163,5 @@ def test_eval_transform_is_openai_preprocess_and_train_crop_follows_open_clip(sa
     out = tdata.train_transform(image, 32, np.random.default_rng(1))
     assert out.shape == (3, 32, 32) and out.dtype == np.float32
     # a crop of >= 90 % of the area resized: close to the whole picture resized, not equal to it
-    whole = tdata._to_chw(image.resize((32, 32), Image.BICUBIC))
+    whole = clip.transform.normalised_array(image.resize((32, 32), Image.BICUBIC))
     assert 0 < np.abs(out - whole).mean() < 0.5

@@ -39,7 +39,7 @@ from PIL import Image
 
 from .. import datasets as _datasets
 from ..clip import tokenize
-from ..transform import MEAN, STD, center_crop, resize
+from ..transform import center_crop, normalised_array, resize
 
 __all__ = ["CaptionedImages", "CaptionDataset", "read_csv_data", "read_flickr_data", "read_image_folder_data",
            "read_data", "DATA_FORMATS", "TRAIN_CROP_SCALE", "epoch_batches", "train_transform",
@@ -50,8 +50,6 @@ DATA_FORMATS = ("csv", "flickr", "imagefolder")
 #: open_clip's training crop: ``RandomResizedCrop(scale=(0.9, 1.0))``, torchvision's aspect ratios
 TRAIN_CROP_SCALE = (0.9, 1.0)
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)
-_MEAN = np.asarray(MEAN, np.float32).reshape(3, 1, 1)
-_STD = np.asarray(STD, np.float32).reshape(3, 1, 1)
 # folders that hold the pictures of the Flickr releases, beside their token files
 _FLICKR_IMAGE_FOLDERS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k-images", "Images", "images")
 
@@ -200,11 +198,6 @@ def read_data(path, data_format: str, csv_separator="\t", csv_img_key="filepath"
 
 
 # -- transforms ----------------------------------------------------------------------------------
-def _to_chw(img):
-    array = np.asarray(img.convert("RGB"), np.float32) / np.float32(255.0)  # [R, R, 3]
-    return np.ascontiguousarray((array.transpose(2, 0, 1) - _MEAN) / _STD, np.float32)  # [3, R, R]
-
-
 def _crop_box(width, height, rng, scale, ratio):
     """torchvision's ``RandomResizedCrop.get_params``: ``(left, top, w, h)``."""
     area = width * height
@@ -231,13 +224,13 @@ def train_transform(img, size, rng, scale=TRAIN_CROP_SCALE):
     ``PIL image -> float32 [3, size, size]``."""
     left, top, w, h = _crop_box(img.width, img.height, rng, scale, _RATIO)
     img = img.resize((size, size), Image.BICUBIC, box=(left, top, left + w, top + h))
-    return _to_chw(img)
+    return normalised_array(img)  # [3, size, size]
 
 
 def eval_transform(img, size):
     """OpenAI's ``preprocess`` (resize the short side bicubic, centre crop, RGB, normalise) as a NumPy
     array: ``PIL image -> float32 [3, size, size]``."""
-    return _to_chw(center_crop(resize(img, size), size))
+    return normalised_array(center_crop(resize(img, size), size))
 
 
 # -- order ---------------------------------------------------------------------------------------
