@@ -481,9 +481,9 @@ def _combine_rounds(results, torch_results):
     """One result from the rounds of a framework: the median of the rounds' median times (and of
     their peak memory), and, beside PyTorch, the ratio of each round to PyTorch's round run just
     before it (``round_speed_vs_torch``; paired, so a slow phase of a shared machine hits both)."""
-    good = [r for r in results if "error" not in r]
-    if len(good) < len(results):
-        return next(r for r in results if "error" in r)
+    errors = [r for r in results if "error" in r]
+    if errors:
+        return errors[0]
     if len(results) == 1:
         return results[0]
     combined = dict(results[0])
@@ -524,9 +524,9 @@ def _measure(args, models, frameworks, towers, cpus, workdir):
             for index in range(args.rounds):
                 for framework in frameworks:
                     result = _measure_one(args, arch, tower, framework, index, info, cpus, mdir)
+                    rounds[framework].append(result)
                     if "error" in result:
                         failed = True
-                        rounds[framework].append(result)
                         continue
                     import numpy as np  # the orchestrator never imports a framework
 
@@ -536,7 +536,6 @@ def _measure(args, models, frameworks, towers, cpus, workdir):
                     elif reference_features is not None:
                         scale = float(np.abs(reference_features).max()) or 1.0
                         result["max_rel_diff_vs_torch"] = float(np.abs(features - reference_features).max()) / scale
-                    rounds[framework].append(result)
             results += [_combine_rounds(rounds[framework], rounds.get("torch")) for framework in frameworks]
 
     report(results, cpus, args)

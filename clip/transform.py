@@ -28,11 +28,10 @@ import numpy as np
 from mindspore.dataset.transforms import Compose
 from PIL import Image
 
-__all__ = ["MEAN", "STD", "ArrayTransform", "Preprocess", "resize", "center_crop", "to_pixels"]
+__all__ = ["MEAN", "STD", "ArrayTransform", "Preprocess", "resize", "center_crop", "normalised_array", "to_pixels"]
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
-
 
 # channel count of an HWC uint8 array -> PIL mode it is read as
 _CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -193,7 +192,7 @@ class ArrayTransform(Compose):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        Compose.__init__(self, [_ArrayStep(self)])
+        ArrayTransform.__init__(self)
 
 
 def to_pixels(preprocess, image, dtype=np.float32):
