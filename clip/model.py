@@ -18,7 +18,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
 __all__ = [
-    "linear", "Linear", "Conv2d", "BatchNorm", "conv_bn", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU", "GELU",
+    "linear", "Linear", "Conv2d", "channel_sums", "BatchNorm", "conv_bn", "AvgPool", "PatchEmbedding", "Bottleneck", "AttentionPool2d", "ModifiedResNet", "LayerNorm", "QuickGELU", "GELU",
     "MultiheadAttention", "ResidualAttentionBlock", "Transformer", "VisionTransformer", "CLIP",
     "build_model", "infer_config", "batch_bucket", "length_bucket", "load_weights", "torch_name_map", "convert_torch_state_dict",
     "is_ignored_key", "TORCH_NAMES",
@@ -188,6 +188,57 @@ class Conv2d(nn.Cell):
         return y  # [N, Ho, Wo, out]
 
 
+@ops.constexpr
+def _row_block(rows: int, limit: int = 128) -> int:
+    """The largest divisor of ``rows`` that is at most ``limit`` (a constant of the graph)."""
+    return max(d for d in range(1, min(rows, limit) + 1) if rows % d == 0)
+
+
+def channel_sums(rows):
+    """Column sums of ``[R, C]`` rows, about as accurate as PyTorch's BatchNorm statistics (which
+    it accumulates in double): blocks of up to 128 rows are summed by one batched matrix product
+    with ones and the block sums are added in float64, so the error stays within about one float32
+    epsilon of the sum of magnitudes whatever ``R`` (a sequential float32 sum's grows with ``R``;
+    MindSpore 2.10's CPU ``rows.sum(0)`` is ~100 ulp off). 3-7x faster on that backend than
+    ``ReduceSum`` over the leading axes of the 4-D tensor. ``[R, C] -> [C]``"""
+    r, c = rows.shape
+    block = _row_block(r)
+    ones = ops.ones((r // block, 1, block), rows.dtype)
+    partial = ops.bmm(ones, rows.reshape(r // block, block, c))  # [R / block, 1, C]
+    return partial.reshape(-1, c).astype(ms.float64).sum(0).astype(rows.dtype)
+
+
+class _BatchStatisticsNorm(nn.Cell):
+    """Training-mode batch normalisation of float32 rows with its backward written out as PyTorch's
+    CPU kernel computes it; every reduction is a :func:`channel_sums`. Autodiff of the forward
+    would reduce over the leading axes of 4-D tensors (``ReduceSum``, 3-7x slower on CPU) for the
+    gains', the biases' and the statistics' gradients.
+    ``[R, C], [C], [C] -> ([R, C] normalised, [C] mean, [C] biased variance)``"""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = eps
+
+    def construct(self, rows, gamma, beta):
+        n = rows.shape[0]
+        mean = channel_sums(rows) / n
+        var = channel_sums(ops.square(rows - mean)) / n
+        scale = gamma * ops.rsqrt(var + self.eps)
+        return rows * scale + (beta - mean * scale), mean, var
+
+    def bprop(self, rows, gamma, beta, out, dout):
+        n = rows.shape[0]
+        _, mean, var = out
+        dy = dout[0]  # the statistics leave only through stop_gradient (the moving averages)
+        invstd = ops.rsqrt(var + self.eps)
+        centred = rows - mean
+        sum_dy = channel_sums(dy)
+        dot = channel_sums(dy * centred)  # sum of dy * (x - mean)
+        k = dot * invstd * invstd / n
+        grad_rows = (dy - sum_dy / n - centred * k) * (invstd * gamma)
+        return grad_rows, dot * invstd, sum_dy
+
+
 class BatchNorm(nn.Cell):
     """Batch normalisation over the last axis of channels-last input, with PyTorch's semantics:
     in training mode it normalises with the batch statistics (biased variance) and updates the
@@ -203,24 +254,24 @@ class BatchNorm(nn.Cell):
         self.beta = Parameter(_zeros((num_features,)))
         self.moving_mean = Parameter(_zeros((num_features,)), requires_grad=False)
         self.moving_variance = Parameter(_ones((num_features,)), requires_grad=False)
+        self.batch_norm = _BatchStatisticsNorm(eps)
 
     def construct(self, x):
         dtype = x.dtype
         if dtype != ms.float32:
             x = x.astype(ms.float32)
         if self.training:
-            axes = tuple(range(x.ndim - 1))
-            mean = x.mean(axis=axes)
-            var = ops.square(x - mean).mean(axis=axes)
-            count = x.size // x.shape[-1]
+            shape = x.shape
+            y, mean, var = self.batch_norm(x.reshape(-1, shape[-1]), self.gamma, self.beta)  # [rows, C]
+            count = y.shape[0]
             m = self.momentum
             ops.assign(self.moving_mean, ops.stop_gradient((1 - m) * self.moving_mean + m * mean))
             ops.assign(self.moving_variance, ops.stop_gradient(
                 (1 - m) * self.moving_variance + m * var * (count / max(count - 1, 1))))
+            y = y.reshape(shape)
         else:
-            mean, var = self.moving_mean, self.moving_variance
-        scale = self.gamma * ops.rsqrt(var + self.eps)
-        y = x * scale + (self.beta - mean * scale)
+            scale, shift = self.inference_affine()
+            y = x * scale + shift
         return y if dtype == ms.float32 else y.astype(dtype)
 
     def inference_affine(self):
