@@ -16,7 +16,9 @@ set, with the thread counts of both frameworks and of their math libraries set t
   decay 0.2, the family's betas and eps); the ``logit_scale`` clamp.
 - ``mindspore``: ``clip.model.CLIP`` with the same configuration, ``clip.training.init_parameters``,
   ``make_trainable(freeze_batch_norm_stats=False)``, ``create_optimizer`` and ``Trainer`` (compiled
-  gradient graph, ``jit=True``), float32.
+  gradient graph, ``jit=True``), float32; graphs run on the calling thread as ``python -m clip train``
+  runs them on a CPU (``clip.training.prefer_host_blocking_run``; ``MS_DEV_HOST_BLOCKING_RUN=0`` in
+  the environment measures MindSpore's default, where the caller busy-waits on a core).
 
 Inputs: random images ``[B, 3, R, R]`` and token rows of 77 ids (start, 8-18 ids, end, padding), the
 same in both processes. PyTorch gets the 77-token rows, as OpenAI's ``tokenize`` and open_clip's
@@ -145,6 +147,9 @@ def _mindspore_step_fn(config, images, tokens, threads):
     from clip import training
     from clip.model import CLIP
 
+    # as `python -m clip train` runs on a CPU: graphs on the calling thread (MS_DEV_HOST_BLOCKING_RUN=0
+    # in the environment measures MindSpore's default instead)
+    training.prefer_host_blocking_run("CPU")
     model = training.make_trainable(training.init_parameters(CLIP(**config), seed=0), freeze_batch_norm_stats=False)
     trainer = training.Trainer(model, training.create_optimizer(model))
     x, t = Tensor(images), Tensor(tokens)
@@ -161,6 +166,7 @@ def dp_worker(spec):
     from clip import distributed, training
     from clip.model import CLIP
 
+    training.prefer_host_blocking_run("CPU")  # as python -m clip train does under msrun
     ctx = distributed.init("CPU")
     os.sched_setaffinity(0, {spec["cpus"][ctx.rank % len(spec["cpus"])]})
     try:
@@ -354,7 +360,8 @@ def main(argv=None):
                                                             f, indent=1))
         return 0
     print(f"CPU: {cpu_description()}; pinned to CPUs {cpus}; batch {args.batch}, "
-          f"{args.warmup} warm-up + {args.steps} timed steps, float32; MindSpore's captions: {args.text_tokens}")
+          f"{args.warmup} warm-up + {args.steps} timed steps, float32; MindSpore's captions: {args.text_tokens}; "
+          f"MS_DEV_HOST_BLOCKING_RUN={os.environ.get('MS_DEV_HOST_BLOCKING_RUN', '1 (set by the MindSpore worker)')}")
     results = []
     for model in args.models.split(","):
         for framework in args.frameworks.split(","):

@@ -65,6 +65,8 @@ def _attention(q, k, v, num_heads, mask=None):
 
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
+_MATMUL_TN = ops.MatMul(transpose_a=True)  # a.T @ b without a Transpose kernel (see across_rows)
+_BIAS_ADD = ops.BiasAdd()  # [R, C] + [C]
 
 
 def linear(x, weight, bias=None):
@@ -140,7 +142,7 @@ class _SameConvProduct(nn.Cell):
     def bprop(self, x, weight, out, dout):
         n, h, w, c = x.shape
         out_channels = weight.shape[0]
-        grad_weight = ops.matmul(dout.reshape(-1, out_channels).T, _gather_taps(x, self.index, self.taps))
+        grad_weight = _MATMUL_TN(dout.reshape(-1, out_channels), _gather_taps(x, self.index, self.taps))
         # output position p takes input p + d through tap d, so input q gets dout[q - d] through it:
         # dout gathered with the taps reversed, times the kernel's taps in order ([k * k * out, C]);
         # reversing the index (once) instead of the kernel spares a strided copy per step
@@ -149,8 +151,20 @@ class _SameConvProduct(nn.Cell):
         return grad_x, grad_weight  # [N, H, W, C], [out, k * k * C]
 
 
+def _channels_first_indices(index, taps: int, channels: int, plane: int):
+    """:func:`_im2col_indices`' ``index`` for input laid out ``[N, C * (plane + 1)]`` (every channel's
+    flattened plane followed by its zero): the taps of an output position in the order
+    :func:`_gather_taps` gives them for channels-last input (tap by tap, the channels of each), so
+    the products, and their rounding, are those of the channels-last convolution.
+    ``[P * taps] -> [P * taps * C]``"""
+    index = index.asnumpy().reshape(-1, taps, 1)  # [P, taps, 1]
+    offsets = (np.arange(channels) * (plane + 1)).reshape(1, 1, -1)  # [1, 1, C]
+    return Tensor((index + offsets).reshape(-1).astype(np.int32))
+
+
 class Conv2d(nn.Cell):
-    """A bias-free square convolution on channels-last input ``[N, H, W, C]``.
+    """A bias-free square convolution on channels-last input ``[N, H, W, C]`` (or, with
+    ``channels_first``, on NCHW input ``[N, C, H, W]``, as the first layer takes images).
 
     The weight keeps PyTorch's layout ``[out, in, k, k]`` (and name), so checkpoints are
     unchanged. A 1x1 convolution is a matrix product over the channels; a larger one gathers the
@@ -160,24 +174,34 @@ class Conv2d(nn.Cell):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, input_size: int,
-                 stride: int = 1, padding: int = 0):
+                 stride: int = 1, padding: int = 0, channels_first: bool = False):
         super().__init__()
         self.out_channels = out_channels
         self.taps = kernel_size * kernel_size
         self.weight = Parameter(_zeros((out_channels, in_channels, kernel_size, kernel_size)))
         self.index, self.output_size, self.same = None, input_size, None
-        if kernel_size > 1 or stride > 1 or padding:
+        self.channels_first = channels_first
+        if kernel_size > 1 or stride > 1 or padding or channels_first:
             self.index, self.output_size = _im2col_indices(input_size, kernel_size, stride, padding)
-            if stride == 1 and 2 * padding == kernel_size - 1:
+            if channels_first:  # taps gathered from the NCHW planes: no transpose of the input
+                self.index = _channels_first_indices(self.index, self.taps, in_channels, input_size ** 2)
+            elif stride == 1 and 2 * padding == kernel_size - 1:
                 self.same = _SameConvProduct(self.index, self.taps)
 
     def construct(self, x, scale=None, shift=None):
-        """``x``: ``[N, H, W, C]``; ``scale``/``shift`` (``[out]``, optional): an affine map of the
-        output folded into the product (an inference-mode BatchNorm, see :func:`conv_bn`)."""
-        n, h, w, c = x.shape
-        if self.index is None:
+        """``x``: ``[N, H, W, C]`` (``[N, C, H, W]`` if ``channels_first``); ``scale``/``shift``
+        (``[out]``, optional): an affine map of the output folded into the product (an
+        inference-mode BatchNorm, see :func:`conv_bn`). Returns ``[N, Ho, Wo, out]``."""
+        if self.channels_first:
+            n, c, h, w = x.shape
+            planes = ops.cat([x.reshape(n, c, h * w), ops.zeros((n, c, 1), x.dtype)], 2)  # [N, C, HW + 1]
+            x = ops.gather(planes.reshape(n, -1), self.index, 1).reshape(-1, self.taps * c)  # [N * P, k * k * C]
+            weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
+        elif self.index is None:
+            n, h, w, c = x.shape
             weight = self.weight.reshape(self.out_channels, c)  # [out, C]
         else:
+            n, h, w, c = x.shape
             weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
             if self.training and self.same is not None and scale is None:
                 return self.same(x, weight)
@@ -215,15 +239,17 @@ def across_rows(row, rows):
     """``row`` (``[C]``) repeated for every row of ``rows`` (``[R, C]``), for an elementwise op of
     equal shapes. MindSpore 2.10's CPU kernels for a binary op whose inputs broadcast keep an index
     table of about four times the output's float32 bytes for the compiled graph's life; a
-    ``BroadcastTo`` followed by an op of equal shapes keeps none (RN50 training at batch 8: ~10 GB).
+    ``BroadcastTo`` followed by an op of equal shapes keeps none (RN50 training at batch 8: ~9 GB),
+    nor does ``BiasAdd`` (the way to add a per-channel term). ``Transpose`` keeps one of twice the
+    output's bytes: products take their operands transposed by flag (``_MATMUL_NT``, ``_MATMUL_TN``).
     ``[C], [R, C] -> [R, C]``"""
     return ops.broadcast_to(row.reshape(1, -1), rows.shape)
 
 
 class _BatchStatisticsNorm(nn.Cell):
     """Training-mode batch normalisation of float32 rows with its backward written out as PyTorch's
-    CPU kernel computes it; every reduction is a :func:`channel_sums`, every per-channel operand is
-    spread over the rows first (:func:`across_rows`). Autodiff of the forward would reduce over the
+    CPU kernel computes it; every reduction is a :func:`channel_sums`; a per-channel addend is a
+    ``BiasAdd``, a per-channel factor is spread over the rows first (:func:`across_rows`). Autodiff of the forward would reduce over the
     leading axes of 4-D tensors (``ReduceSum``, 3-7x slower on CPU) for the gains', the biases' and
     the statistics' gradients.
     ``[R, C], [C], [C] -> ([R, C] normalised, [C] mean, [C] biased variance)``"""
@@ -235,21 +261,20 @@ class _BatchStatisticsNorm(nn.Cell):
     def construct(self, rows, gamma, beta):
         n = rows.shape[0]
         mean = channel_sums(rows) / n
-        var = channel_sums(ops.square(rows - across_rows(mean, rows))) / n
+        var = channel_sums(ops.square(_BIAS_ADD(rows, -mean))) / n
         scale = gamma * ops.rsqrt(var + self.eps)
-        return rows * across_rows(scale, rows) + across_rows(beta - mean * scale, rows), mean, var
+        return _BIAS_ADD(rows * across_rows(scale, rows), beta - mean * scale), mean, var
 
     def bprop(self, rows, gamma, beta, out, dout):
         n = rows.shape[0]
         _, mean, var = out
         dy = dout[0]  # the statistics leave only through stop_gradient (the moving averages)
         invstd = ops.rsqrt(var + self.eps)
-        centred = rows - across_rows(mean, rows)
+        centred = _BIAS_ADD(rows, -mean)
         sum_dy = channel_sums(dy)
         dot = channel_sums(dy * centred)  # sum of dy * (x - mean)
         k = dot * invstd * invstd / n
-        grad_rows = (dy - across_rows(sum_dy / n, rows) - centred * across_rows(k, rows)) * \
-            across_rows(invstd * gamma, rows)
+        grad_rows = (_BIAS_ADD(dy, -sum_dy / n) - centred * across_rows(k, rows)) * across_rows(invstd * gamma, rows)
         return grad_rows, dot * invstd, sum_dy
 
 
@@ -405,7 +430,7 @@ class ModifiedResNet(nn.Cell):
             raise ModelConfigError(f"the ResNet needs an image size divisible by 32, got {input_resolution}")
 
         size = input_resolution // 2
-        self.conv1 = Conv2d(3, width // 2, 3, input_resolution, stride=2, padding=1)
+        self.conv1 = Conv2d(3, width // 2, 3, input_resolution, stride=2, padding=1, channels_first=True)
         self.bn1 = BatchNorm(width // 2)
         self.relu1 = nn.ReLU()
         self.conv2 = Conv2d(width // 2, width // 2, 3, size, padding=1)
@@ -455,8 +480,8 @@ class ModifiedResNet(nn.Cell):
         return nn.SequentialCell(layers)
 
     def construct(self, x):
-        x = x.astype(self.conv1.weight.dtype).transpose(0, 2, 3, 1)  # [N, R, R, 3]
-        x = self.relu1(conv_bn(self.conv1, self.bn1, x))  # [N, R / 2, R / 2, width / 2]
+        x = x.astype(self.conv1.weight.dtype)  # [N, 3, R, R]: the first convolution takes NCHW
+        x = self.relu1(conv_bn(self.conv1, self.bn1, x))  # [N, R / 2, R / 2, width / 2], channels-last from here
         x = self.relu2(conv_bn(self.conv2, self.bn2, x))
         x = self.relu3(conv_bn(self.conv3, self.bn3, x))  # [N, R / 2, R / 2, width]
         x = self.avgpool(x)  # [N, R / 4, R / 4, width]

@@ -126,17 +126,26 @@ def _numpy_conv(x, w, stride, padding):
     return out
 
 
+def _conv_input(x, channels_first):
+    """NCHW ``x`` as a :class:`Conv2d` of that layout takes it."""
+    return Tensor((x if channels_first else x.transpose(0, 2, 3, 1)).astype(np.float32))
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
 @pytest.mark.parametrize("k,stride,padding,size", [(3, 1, 1, 9), (3, 2, 1, 10), (1, 1, 0, 5), (3, 1, 0, 6)])
-def test_channels_last_convolution(k, stride, padding, size):
+def test_channels_last_convolution(k, stride, padding, size, channels_first):
     rng = np.random.RandomState(k + stride + size)
     x = rng.randn(2, 5, size, size)
     w = rng.randn(7, 5, k, k)
-    conv = Conv2d(5, 7, k, size, stride=stride, padding=padding)
+    conv = Conv2d(5, 7, k, size, stride=stride, padding=padding, channels_first=channels_first)
     conv.weight.set_data(Tensor(w.astype(np.float32)))
-    got = conv(Tensor(x.transpose(0, 2, 3, 1).astype(np.float32))).asnumpy().transpose(0, 3, 1, 2)
+    got = conv(_conv_input(x, channels_first)).asnumpy().transpose(0, 3, 1, 2)
     expected = _numpy_conv(x, w, stride, padding)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if k > 1:  # the check sees the taps of another channel order (kernel positions swapped with channels)
+        swapped = _numpy_conv(x, w.transpose(0, 1, 3, 2), stride, padding)
+        assert np.abs(swapped - expected).max() > 1e-1
 
 
 def _numpy_conv_grads(x, w, g, stride, padding):
@@ -153,14 +162,16 @@ def _numpy_conv_grads(x, w, g, stride, padding):
     return grad_xp[:, :, padding:padding + size, padding:padding + size], grad_w
 
 
-@pytest.mark.parametrize("k,stride,padding,size", [(3, 1, 1, 9), (5, 1, 2, 7), (3, 2, 1, 10), (1, 1, 0, 5)])
-def test_channels_last_convolution_gradients(k, stride, padding, size):
+@pytest.mark.parametrize("k,stride,padding,size,channels_first", [
+    (3, 1, 1, 9, False), (5, 1, 2, 7, False), (3, 2, 1, 10, False), (1, 1, 0, 5, False), (3, 2, 1, 10, True),
+    (3, 1, 1, 9, True)])
+def test_channels_last_convolution_gradients(k, stride, padding, size, channels_first):
     """In training mode a stride-1 "same" convolution has a written-out backward (the input's
     gradient as a convolution with the flipped kernel); it, and the differentiated formulation
     of the other convolutions, give the gradients of a convolution. A kernel not flipped fails."""
     rng = np.random.RandomState(k + size)
     x, w = rng.randn(2, 5, size, size), rng.randn(7, 5, k, k)
-    conv = Conv2d(5, 7, k, size, stride=stride, padding=padding)
+    conv = Conv2d(5, 7, k, size, stride=stride, padding=padding, channels_first=channels_first)
     conv.weight.set_data(Tensor(w.astype(np.float32)))
     conv.set_train(True)
     g = rng.randn(2, 7, conv.output_size, conv.output_size)
@@ -170,9 +181,10 @@ def test_channels_last_convolution_gradients(k, stride, padding, size):
         return (conv(inputs) * g_last).sum()
 
     grad_fn = ms.value_and_grad(loss, 0, [conv.weight])
-    _, (grad_x, (grad_w,)) = grad_fn(Tensor(x.transpose(0, 2, 3, 1).astype(np.float32)))
+    _, (grad_x, (grad_w,)) = grad_fn(_conv_input(x, channels_first))
     expected_x, expected_w = _numpy_conv_grads(x, w, g, stride, padding)
-    np.testing.assert_allclose(grad_x.asnumpy().transpose(0, 3, 1, 2), expected_x, rtol=1e-4, atol=1e-4)
+    grad_x = grad_x.asnumpy() if channels_first else grad_x.asnumpy().transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(grad_x, expected_x, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(grad_w.asnumpy(), expected_w, rtol=1e-4, atol=1e-4)
     if k > 1:  # the check sees a kernel that is not flipped
         unflipped, _ = _numpy_conv_grads(x, w[:, :, ::-1, ::-1], g, stride, padding)

@@ -37,6 +37,22 @@ def files(tmp_path_factory):
             "root": str(root)}
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored(monkeypatch):
+    """``python -m clip train`` sets MS_DEV_HOST_BLOCKING_RUN in its process (it owns it); run in
+    process here, the variable is put back as it was after each test."""
+    monkeypatch.delenv(training.HOST_BLOCKING_RUN, raising=False)
+
+
+def test_host_blocking_run_is_preferred_on_the_cpu_only(monkeypatch):
+    assert not training.prefer_host_blocking_run("GPU")
+    assert training.HOST_BLOCKING_RUN not in os.environ
+    monkeypatch.setenv(training.HOST_BLOCKING_RUN, "0")  # the user's choice stands
+    assert not training.prefer_host_blocking_run("CPU") and os.environ[training.HOST_BLOCKING_RUN] == "0"
+    monkeypatch.delenv(training.HOST_BLOCKING_RUN)
+    assert training.prefer_host_blocking_run("CPU") and os.environ[training.HOST_BLOCKING_RUN] == "1"
+
+
 def _train(capsys, *argv):
     code = cli.main(["train", "--quiet", *argv])
     out, err = capsys.readouterr()
@@ -58,6 +74,7 @@ def test_train_writes_final_checkpoint_metrics_and_respects_lock(files, tmp_path
                             files["val"], "--batch-size", "8", "--epochs", "2", "--eval-every", "2",
                             "--lock-image", "--warmup", "2", "--output", out_dir)
     assert code == 0, err
+    assert os.environ[training.HOST_BLOCKING_RUN] == "1"  # the CLI on a CPU runs graphs on its own thread
     assert f"saved {os.path.join(out_dir, 'final.ckpt')}" in out and "trained 6 steps" in out
     records = _lines(os.path.join(out_dir, "metrics.jsonl"))
     train_rows = [r for r in records if r["kind"] == "train"]

@@ -46,7 +46,7 @@ from .schedule import constant_lr, cosine_lr, describe_schedule, make_schedule
 from .trainable import (batch_norm_cells, enable_grad_checkpointing, freeze_batch_norm, image_groups, init_parameters,
                         is_frozen_batch_norm, lock_image, lock_text, make_trainable, set_train_mode, text_groups,
                         unfreeze_batch_norm)
-from .trainer import Trainer, normalize
+from .trainer import HOST_BLOCKING_RUN, Trainer, normalize, prefer_host_blocking_run
 from .wise_ft import interpolate_weights, wise_ft
 from .data import CaptionDataset, CaptionedImages, read_csv_data, read_data, read_flickr_data, read_image_folder_data
 from .evaluate import Evaluator
@@ -67,7 +67,7 @@ __all__ = [
     "image_groups", "text_groups", "batch_norm_cells", "freeze_batch_norm", "unfreeze_batch_norm",
     "is_frozen_batch_norm",
     # the step
-    "Trainer", "normalize",
+    "Trainer", "normalize", "HOST_BLOCKING_RUN", "prefer_host_blocking_run",
     # checkpoints
     "save_checkpoint", "load_checkpoint", "resume", "WEIGHTS_FILE", "OPTIMIZER_FILE", "STATE_FILE",
     # WiSE-FT

@@ -7,7 +7,9 @@ for missing files, empty data sets and other bad input).
 import argparse
 import os
 
+from ..clip import _resolve_device
 from ..distributed import add_launch_arguments, launch, launched_by_msrun
+from .trainer import prefer_host_blocking_run
 from .._argtypes import (non_negative_float as _non_negative_float, non_negative_int as _non_negative_int,
                          positive_float as _positive_float, positive_int as _positive_int)
 
@@ -115,6 +117,7 @@ def run_train(args) -> int:
     fields = set(TrainConfig.__dataclass_fields__)
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.quiet
+    prefer_host_blocking_run(_resolve_device(args.device)[0])  # this program's process: before any graph runs
     summary = train(TrainConfig(**values))
     if summary["rank"] != 0:  # rank 0 reports for the job
         return 0
