@@ -21,6 +21,7 @@ import make_reference
 import reference
 import report
 from clip import training
+from clip.training import optim
 from clip.model import CLIP, build_model, convert_torch_state_dict, torch_name_map
 
 _TEXT = dict(context_length=16, vocab_size=1000, transformer_width=64, transformer_heads=1, transformer_layers=2)
@@ -392,8 +393,9 @@ def test_adamw_and_clamp_by_hand():
     # w * (1 - 0.1 * 0.5); m = 0.05, v = 2.5e-4 -> step 0.1 * 0.5 / (0.5 + 1e-8); zero gradient: no step
     np.testing.assert_allclose(decayed.asnumpy(), [0.95 - 0.1 * 0.5 / (0.5 + 1e-8), -1.9], rtol=1e-6)
     assert kept.asnumpy()[0] == 1.0
-    np.testing.assert_allclose(optimizer.exp_avg[0].asnumpy(), [0.05, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(optimizer.exp_avg_sq[0].asnumpy(), [2.5e-4, 0.0], rtol=1e-6)
+    s1, s2 = optimizer.moment_scale[0]  # the held moments are PyTorch's times these factors
+    np.testing.assert_allclose(optimizer.exp_avg[0].asnumpy() / s1, [0.05, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(optimizer.exp_avg_sq[0].asnumpy() / s2, [2.5e-4, 0.0], rtol=1e-6)
     assert optimizer.step_count == 1 and optimizer.exp_avg[0].name == "exp_avg.w" and decayed.name == "w"
 
     grads = (Tensor(np.array([3.0, 0.0], np.float32)), Tensor(np.array([4.0], np.float32)))
@@ -408,6 +410,79 @@ def test_adamw_and_clamp_by_hand():
         model.logit_scale.set_data(Tensor(np.float32(value)))
         training.clamp_logit_scale(model)
         assert float(model.logit_scale.asnumpy()) == pytest.approx(expected, abs=1e-7)
+
+
+def _float64_adamw(p, grads, lrs, beta1, beta2, eps, weight_decay):
+    """torch.optim.AdamW's update in float64: the weights and the two moments after the steps."""
+    p, m, v = p.astype(np.float64), np.zeros(p.shape), np.zeros(p.shape)
+    for t, (g, lr) in enumerate(zip(grads, lrs), 1):
+        g = g.astype(np.float64)
+        p = p * (1 - lr * weight_decay)
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        p = p - lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps)
+    return p, m, v
+
+
+@pytest.mark.parametrize("betas, eps", [((0.9, 0.999), 1e-8), ((0.9, 0.98), 1e-6)])
+def test_fused_and_written_adamw_match_a_float64_adamw(betas, eps, monkeypatch):
+    """Five steps of both updates against AdamW in float64, gradients over four decades: the
+    updates agree to float32 rounding (seen: ~1e-7), the moments to PyTorch's times
+    ``moment_scale``. The fused kernel without its moment factors is shown to be caught (6.6e-6 for
+    beta2 = 0.999: the kernel's float32 ``1 - beta2``)."""
+    rng = np.random.default_rng(5)
+    start = (rng.standard_normal(20000) * 1e-3).astype(np.float32)  # small: the update is not lost to p's rounding
+    grads = [(rng.standard_normal(20000) * 10.0 ** rng.uniform(-4, 0, 20000)).astype(np.float32) for _ in range(5)]
+    lrs = [1e-3, 2e-3, 3e-3, 2e-3, 1e-3]
+    ref, ref_m, ref_v = _float64_adamw(start, grads, lrs, *betas, eps, 0.2)
+
+    def run(fused):
+        w = ms.Parameter(Tensor(start.copy()), name="w")
+        optimizer = training.AdamW([w], betas=betas, eps=eps, weight_decay=0.2, fused=fused)
+        for g, lr in zip(grads, lrs):
+            optimizer.set_lr(lr)
+            optimizer((Tensor(g),))
+        s1, s2 = optimizer.moment_scale[0]
+        return (rel(w.asnumpy() - start, ref - start), rel(optimizer.exp_avg[0].asnumpy() / s1, ref_m),
+                rel(optimizer.exp_avg_sq[0].asnumpy() / s2, ref_v))
+
+    for fused in (True, False):
+        update, m, v = run(fused)
+        report.record("training", f"AdamW {'fused' if fused else 'written-out'} betas {betas}: update rel. diff "
+                                  f"{update:.1e}, moments {m:.1e} {v:.1e} (float64 reference)")
+        assert max(update, m, v) <= 1e-6, (fused, update, m, v)
+    if betas[1] == 0.999:
+        monkeypatch.setattr(optim, "moment_scales", lambda betas: (1.0, 1.0))
+        update, _, v = run(True)
+        assert update > 3e-6 and v > 1e-5, (update, v)
+
+
+def test_optimizer_state_with_other_moment_factors():
+    """Moments saved by the written-out update (PyTorch's) load into the fused one rescaled, and
+    the fused update then continues as the written-out one does; a wrong ``moment_scale`` shape is refused."""
+    rng = np.random.default_rng(2)
+    start = (rng.standard_normal(64) * 1e-3).astype(np.float32)
+    grads = [rng.standard_normal(64).astype(np.float32) for _ in range(4)]
+    made = {}
+    for fused in (False, True):
+        w = ms.Parameter(Tensor(start.copy()), name="w")
+        made[fused] = (w, training.AdamW([w], lr=1e-3, fused=fused))
+    (w_written, written), (w_fused, fused) = made[False], made[True]
+    for g in grads[:2]:
+        written((Tensor(g),))
+    state = written.state_dict()
+    assert state["moment_scale"].tolist() == [[1.0, 1.0]]
+    fused.load_state_dict(state)
+    ops.assign(w_fused, Tensor(w_written.asnumpy()))
+    s1, s2 = fused.moment_scale[0]
+    assert s2 != 1.0
+    np.testing.assert_allclose(fused.exp_avg_sq[0].asnumpy(), state["exp_avg_sq.w"] * s2, rtol=3e-7)  # 1-2 ulp
+    for g in grads[2:]:
+        written((Tensor(g),))
+        fused((Tensor(g),))
+    assert fused.step_count == written.step_count == 4
+    assert rel(w_fused.asnumpy() - start, w_written.asnumpy().astype(np.float64) - start) < 1e-6
+    with pytest.raises(ValueError, match="moment_scale"):
+        fused.load_state_dict({**state, "moment_scale": np.ones(2)})
 
 
 def test_loss_by_hand_and_data_parallel_gradients():

@@ -34,6 +34,10 @@ OPTIMIZER_FILE = "optimizer.ckpt"
 STATE_FILE = "state.json"
 
 
+#: Entries of the optimiser's state kept in ``state.json``, not in the moments' file.
+_OPTIMIZER_META = ("step", "moment_scale")
+
+
 def save_checkpoint(path: str, trainer, extra: dict = None) -> str:
     """Write the training state of ``trainer`` (a :class:`Trainer`, or the dict of its
     ``state_dict()``) to the folder ``path``; ``extra`` is any JSON-able dict stored beside it
@@ -46,9 +50,11 @@ def save_checkpoint(path: str, trainer, extra: dict = None) -> str:
     moments = os.path.join(path, OPTIMIZER_FILE)
     save_state_dict(OrderedDict((k, np.asarray(v, np.float32)) for k, v in state["model"].items()), weights,
                     architecture=state["config"])
-    save_state_dict(OrderedDict((k, v) for k, v in state["optimizer"].items() if k != "step"), moments)
+    save_state_dict(OrderedDict((k, v) for k, v in state["optimizer"].items() if k not in _OPTIMIZER_META), moments)
     meta = {key: value for key, value in state.items() if key not in ("model", "optimizer")}
     meta["optimizer_step"] = int(np.asarray(state["optimizer"]["step"]))
+    if "moment_scale" in state["optimizer"]:  # exact in JSON: floats are written with repr
+        meta["optimizer_moment_scale"] = np.asarray(state["optimizer"]["moment_scale"], np.float64).tolist()
     meta["extra"] = extra or {}
     meta["files"] = {WEIGHTS_FILE: _sha256_file(weights).hexdigest(), OPTIMIZER_FILE: _sha256_file(moments).hexdigest()}
     write_atomically(os.path.join(path, STATE_FILE), lambda f: json.dump(meta, f, indent=1, sort_keys=True))
@@ -78,10 +84,13 @@ def load_checkpoint(path: str) -> dict:
         if _sha256_file(file).hexdigest() != expected:
             raise ValueError(f"{path}: {name} does not belong with {STATE_FILE} (SHA-256 differs); "
                              "the checkpoint was not completely written")
-    state = {key: value for key, value in meta.items() if key not in ("files", "optimizer_step")}
+    state = {key: value for key, value in meta.items()
+             if key not in ("files", "optimizer_step", "optimizer_moment_scale")}
     state["model"] = _read_ckpt(os.path.join(path, WEIGHTS_FILE))
     state["optimizer"] = _read_ckpt(os.path.join(path, OPTIMIZER_FILE))
     state["optimizer"]["step"] = np.array(meta["optimizer_step"], np.int64)
+    if "optimizer_moment_scale" in meta:  # absent from checkpoints of versions before the fused update
+        state["optimizer"]["moment_scale"] = np.array(meta["optimizer_moment_scale"], np.float64)
     return state
 
 

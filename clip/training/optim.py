@@ -21,13 +21,13 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
-from ..model import VisionTransformer
+from ..model import _MATMUL_NT, VisionTransformer
 from ._inplace import assign
 
 __all__ = [
     "AdamW", "NO_WEIGHT_DECAY", "exclude_from_weight_decay", "param_groups", "model_family",
     "optimizer_defaults", "create_optimizer", "PRESETS", "FAMILY_DEFAULTS",
-    "clip_by_global_norm", "clamp_logit_scale", "MAX_LOGIT_SCALE",
+    "clip_by_global_norm", "clamp_logit_scale", "MAX_LOGIT_SCALE", "moment_scales",
 ]
 
 #: Parameters with two or more dimensions that are not decayed (open_clip's ``no_weight_decay``
@@ -91,12 +91,13 @@ def optimizer_defaults(model: nn.Cell, preset: str = "pretrain") -> dict:
 
 
 def create_optimizer(model: nn.Cell, preset: str = "pretrain", lr: float = None, weight_decay: float = None,
-                     betas=None, eps: float = None, exclude=exclude_from_weight_decay) -> "AdamW":
+                     betas=None, eps: float = None, exclude=exclude_from_weight_decay, fused: bool = None) -> "AdamW":
     """AdamW over the trainable parameters of ``model``, grouped by :func:`param_groups`.
 
     Defaults come from :func:`optimizer_defaults`: with ``preset="pretrain"`` lr 5e-4 and weight
     decay 0.2; with ``"finetune"`` lr 1e-5 and weight decay 0.1; betas (0.9, 0.98) and eps 1e-6
-    for a ViT, (0.9, 0.999) and 1e-8 for a ResNet. Every value can be overridden.
+    for a ViT, (0.9, 0.999) and 1e-8 for a ResNet. Every value can be overridden. ``fused``: see
+    :class:`AdamW`.
     Apply the locks (:func:`clip.training.lock_image`, ...) before creating the optimiser.
     """
     defaults = optimizer_defaults(model, preset)
@@ -109,22 +110,49 @@ def create_optimizer(model: nn.Cell, preset: str = "pretrain", lr: float = None,
               for group in param_groups(model, weight_decay, exclude) if group["params"]]
     if not groups:
         raise ValueError("the model has no trainable parameters (every parameter is locked)")
-    return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
+
+
+def moment_scales(betas):
+    """``(s1, s2)``: how much larger than PyTorch's the fused kernel's moments are for ``betas``.
+
+    ``torch.optim.AdamW`` weighs the new gradient by ``1 - beta`` rounded to float32 once;
+    MindSpore's ``AdamWeightDecay`` kernel computes ``1 - beta`` from the float32 ``beta``
+    (0.999 -> 0.9999871e-3 where PyTorch uses 1.0000000e-3). Both moments are linear in that
+    weight and start at zero, so the kernel's moments are PyTorch's times
+    ``s = (1 - fl32(beta)) / fl32(1 - beta)``; the step's scalars absorb ``s`` exactly
+    (:meth:`AdamW.update`). The written-out update keeps PyTorch's moments (scales 1)."""
+    scales = []
+    for beta in betas:
+        kernel = np.float32(1.0) - np.float32(beta)  # what the kernel computes, in float32
+        scales.append(float(kernel) / float(np.float32(1.0 - beta)))
+    return tuple(scales)
 
 
 class _AdamWGroup(nn.Cell):
     """The parameters of one group with their two moments, and the update applied to them."""
 
-    def __init__(self, params, names):
+    def __init__(self, params, names, fused: bool):
         super().__init__(auto_prefix=False)
         self.params = ParameterTuple(params)
         self.exp_avg = ParameterTuple([Parameter(Tensor(np.zeros(p.shape, np.float32)), name=f"exp_avg.{n}",
                                                  requires_grad=False) for p, n in zip(params, names)])
         self.exp_avg_sq = ParameterTuple([Parameter(Tensor(np.zeros(p.shape, np.float32)), name=f"exp_avg_sq.{n}",
                                                     requires_grad=False) for p, n in zip(params, names)])
+        self.update = self._fused if fused else self._written
+        self._adam = ops.AdamWeightDecay()
 
-    def construct(self, grads, decay, step_size, bias_correction2_sqrt, beta1, one_minus_beta1, beta2,
-                  one_minus_beta2, eps):
+    def _fused(self, grads, lr, beta1, beta2, eps, decay):
+        # one pass over each tensor: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+        # p <- p - lr (m / (sqrt(v) + eps) + decay p), in place; the scalars come from AdamW.update
+        for i in range(len(self.params)):
+            param = self.params[i]
+            self._adam(param, self.exp_avg[i], self.exp_avg_sq[i], lr, beta1, beta2, eps, decay,
+                       grads[i].astype(param.dtype))
+        return True
+
+    def _written(self, grads, decay, step_size, bias_correction2_sqrt, beta1, one_minus_beta1, beta2,
+                 one_minus_beta2, eps):
         # decay = 1 - lr * weight_decay, step_size = lr / (1 - beta1 ** t),
         # bias_correction2_sqrt = sqrt(1 - beta2 ** t): float32 scalars computed on the host
         for i in range(len(self.params)):
@@ -155,6 +183,17 @@ class AdamW(nn.Cell):
             ``weight_decay``, ``name`` and ``param_names`` override the defaults below.
         lr, betas, eps, weight_decay: defaults for the groups.
         jit: run the update of each group as a compiled graph (``mindspore.jit``).
+        fused: update each tensor with MindSpore's fused ``AdamWeightDecay`` kernel (one pass over
+            the weights and moments instead of about ten; 2.6x faster for RN50's 100 M parameters on
+            a CPU). ``None`` (default): on the CPU, where its formula was checked against PyTorch's;
+            ``False`` everywhere else (the update written out in elementwise operations).
+
+    The fused kernel has no bias correction and computes ``1 - beta`` from the float32 ``beta``;
+    the step's learning rate, epsilon and decay are chosen so that the result is PyTorch's step
+    (tested against a float64 AdamW to float32 rounding), and its moments are PyTorch's times the
+    factors :attr:`moment_scale` ``[group] = (s1, s2)`` (:func:`moment_scales`; 1.0000002 and
+    0.9999871 for betas (0.9, 0.999), 1 for the written-out update). Checkpoints store the moments
+    as held, with these factors, so resuming is bit-exact.
 
     ``optimizer(grads)`` applies one update with the gradients ordered as ``optimizer.parameters``
     (the groups' parameters, concatenated). ``set_lr(lr)`` sets every group's rate to
@@ -163,7 +202,7 @@ class AdamW(nn.Cell):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, jit: bool = True):
+                 weight_decay: float = 1e-2, jit: bool = True, fused: bool = None):
         super().__init__(auto_prefix=False)
         params = list(params)
         if not params:
@@ -188,10 +227,17 @@ class AdamW(nn.Cell):
         all_params = [p for group in self.param_groups for p in group["params"]]
         if len({id(p) for p in all_params}) != len(all_params):
             raise ValueError("a parameter appears in more than one group")
+        if fused is None:
+            fused = ms.get_context("device_target") == "CPU"
+        if fused and any(p.dtype != ms.float32 for p in all_params):
+            raise ValueError("the fused AdamW update takes float32 parameters (train float32 master weights "
+                             "with clip.training.make_trainable, or pass fused=False)")
+        self.fused = bool(fused)
         self.param_names = [name for group in self.param_groups for name in group["param_names"]]
         # a plain list, not a CellList: a CellList would prefix the names of the model's parameters
-        object.__setattr__(self, "groups", [_AdamWGroup(g["params"], g["param_names"]) for g in self.param_groups])
-        self._updates = [ms.jit(cell.construct) if jit else cell.construct for cell in self.groups]
+        object.__setattr__(self, "groups", [_AdamWGroup(g["params"], g["param_names"], self.fused)
+                                            for g in self.param_groups])
+        self._updates = [ms.jit(cell.update) if jit else cell.update for cell in self.groups]
         self.step_count = 0  # updates applied so far
 
     @property
@@ -201,13 +247,18 @@ class AdamW(nn.Cell):
 
     @property
     def exp_avg(self):
-        """First moments, in the order of :attr:`parameters`."""
+        """First moments as held, in the order of :attr:`parameters` (PyTorch's times ``moment_scale[g][0]``)."""
         return tuple(p for cell in self.groups for p in cell.exp_avg)
 
     @property
     def exp_avg_sq(self):
-        """Second moments, in the order of :attr:`parameters`."""
+        """Second moments as held, in the order of :attr:`parameters` (PyTorch's times ``moment_scale[g][1]``)."""
         return tuple(p for cell in self.groups for p in cell.exp_avg_sq)
+
+    @property
+    def moment_scale(self):
+        """Per group, ``(s1, s2)``: the held moments are PyTorch's times these factors."""
+        return [moment_scales(g["betas"]) if self.fused else (1.0, 1.0) for g in self.param_groups]
 
     def set_lr(self, lr: float):
         """Set the learning rate of every group to ``lr * group["lr_scale"]``."""
@@ -217,6 +268,23 @@ class AdamW(nn.Cell):
     def construct(self, gradients):
         return self.update(gradients)
 
+    def _step_scalars(self, group, t):
+        """The float32 scalars of update ``t`` of ``group``, computed in double precision on the host."""
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        bias_correction1, bias_correction2_sqrt = 1.0 - beta1 ** t, math.sqrt(1.0 - beta2 ** t)
+        if not self.fused:
+            return (1.0 - lr * group["weight_decay"], lr / bias_correction1, bias_correction2_sqrt,
+                    beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps)
+        # the kernel's step is  p - lr' * (m' / (sqrt(v') + eps') + decay' * p)  with m' = s1 m and
+        # v' = s2 v (PyTorch's moments m, v); PyTorch's is
+        # p (1 - lr wd) - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), which these scalars make it
+        s1, s2 = moment_scales(group["betas"])
+        root_s2 = math.sqrt(s2)
+        kernel_lr = lr * root_s2 * bias_correction2_sqrt / (bias_correction1 * s1)
+        kernel_eps = eps * root_s2 * bias_correction2_sqrt
+        kernel_decay = lr * group["weight_decay"] / kernel_lr if kernel_lr > 0 else 0.0
+        return kernel_lr, beta1, beta2, kernel_eps, kernel_decay
+
     def update(self, gradients):
         """Apply one update (what calling the optimiser does; a plain method, so it also runs when
         MindSpore's global mode is GRAPH_MODE, where calling a Cell compiles its ``construct``)."""
@@ -224,15 +292,12 @@ class AdamW(nn.Cell):
         if len(gradients) != len(self.param_names):
             raise ValueError(f"AdamW got {len(gradients)} gradients for {len(self.param_names)} parameters")
         self.step_count += 1
-        t, start = self.step_count, 0
+        start = 0
         for group, update in zip(self.param_groups, self._updates):
-            lr, (beta1, beta2) = group["lr"], group["betas"]
             end = start + len(group["params"])
-            # the scalars of this step, computed in double precision on the host as PyTorch does
-            scalars = (1.0 - lr * group["weight_decay"], lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t),
-                       beta1, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"])
+            scalars = tuple(Tensor(x, ms.float32) for x in self._step_scalars(group, self.step_count))
             # mutable: the gradients are inputs of the compiled update, not constants baked into it
-            update(ms.mutable(gradients[start:end]), *(Tensor(x, ms.float32) for x in scalars))
+            update(ms.mutable(gradients[start:end]), *scalars)
             start = end
         return True
 
@@ -243,32 +308,31 @@ class AdamW(nn.Cell):
                 for group in self.param_groups]
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """``exp_avg.<name>`` and ``exp_avg_sq.<name>`` for every parameter, and ``step``."""
+        """``exp_avg.<name>`` and ``exp_avg_sq.<name>`` for every parameter (as held), ``step``, and
+        ``moment_scale``: ``[groups, 2]`` float64, the factors of the held moments over PyTorch's."""
         state = OrderedDict()
         for moments in (self.exp_avg, self.exp_avg_sq):
             for p in moments:
                 state[p.name] = p.asnumpy()
         state["step"] = np.array(self.step_count, np.int64)
+        state["moment_scale"] = np.array(self.moment_scale, np.float64)
         return state
 
     def load_state_dict(self, state, hyper_parameters=None):
         """Restore what :meth:`state_dict` returned (strictly: the same parameter names).
-        ``hyper_parameters`` (from :meth:`hyper_parameters`) restores the groups' rates too."""
+        ``hyper_parameters`` (from :meth:`hyper_parameters`) restores the groups' rates too.
+        Moments saved with other factors (the other kind of update, or a state without
+        ``moment_scale``, which holds PyTorch's moments) are rescaled to this optimiser's."""
         expected = [p.name for p in self.exp_avg] + [p.name for p in self.exp_avg_sq] + ["step"]
         missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in set(expected)]
+        unexpected = [k for k in state if k not in set(expected) | {"moment_scale"}]
         if missing or unexpected:
             raise ValueError(f"optimiser state does not fit these parameters: missing {missing[:10]}, "
                              f"unexpected {unexpected[:10]}")
-        for moments in (self.exp_avg, self.exp_avg_sq):
-            for p in moments:
-                value = np.asarray(state[p.name], np.float32)
-                if value.size == int(np.prod(p.shape)):  # checkpoints store 0-d tensors as [1]
-                    value = value.reshape(p.shape)
-                if value.shape != tuple(p.shape):
-                    raise ValueError(f"optimiser state {p.name}: shape {value.shape}, expected {tuple(p.shape)}")
-                assign(p, value)  # in place: the compiled update keeps seeing it
-        self.step_count = int(np.asarray(state["step"]).reshape(()))
+        saved_scale = np.asarray(state.get("moment_scale", np.ones((len(self.param_groups), 2))), np.float64)
+        if saved_scale.shape != (len(self.param_groups), 2):
+            raise ValueError(f"optimiser state: moment_scale has shape {saved_scale.shape}, expected "
+                             f"({len(self.param_groups)}, 2)")
         if hyper_parameters is not None:
             if [g["param_names"] for g in hyper_parameters] != [g["param_names"] for g in self.param_groups]:
                 raise ValueError("optimiser groups do not hold the same parameters as the saved ones")
@@ -276,12 +340,25 @@ class AdamW(nn.Cell):
                 for key in ("lr", "lr_scale", "eps", "weight_decay", "name"):
                     group[key] = saved[key]
                 group["betas"] = tuple(saved["betas"])
+        for g, (cell, scale) in enumerate(zip(self.groups, self.moment_scale)):
+            for k, moments in enumerate((cell.exp_avg, cell.exp_avg_sq)):
+                factor = scale[k] / saved_scale[g, k]
+                for p in moments:
+                    value = np.asarray(state[p.name], np.float32)
+                    if value.size == int(np.prod(p.shape)):  # checkpoints store 0-d tensors as [1]
+                        value = value.reshape(p.shape)
+                    if value.shape != tuple(p.shape):
+                        raise ValueError(f"optimiser state {p.name}: shape {value.shape}, expected {tuple(p.shape)}")
+                    if factor != 1.0:
+                        value = (value.astype(np.float64) * factor).astype(np.float32)
+                    assign(p, value)  # in place: the compiled update keeps seeing it
+        self.step_count = int(np.asarray(state["step"]).reshape(()))
 
 
 def _squared_norm(x):
     """``sum(x ** 2)`` as a dot product. ``[...] -> []``"""
     row = x.reshape(1, -1).astype(ms.float32)  # [1, size]
-    return ops.matmul(row, row.T).reshape(())
+    return _MATMUL_NT(row, row).reshape(())  # not row @ row.T: a Transpose keeps an index table
 
 
 @ms.jit
