@@ -192,17 +192,15 @@ class Conv2d(nn.Cell):
         """``x``: ``[N, H, W, C]`` (``[N, C, H, W]`` if ``channels_first``); ``scale``/``shift``
         (``[out]``, optional): an affine map of the output folded into the product (an
         inference-mode BatchNorm, see :func:`conv_bn`). Returns ``[N, Ho, Wo, out]``."""
-        if self.channels_first:
-            n, c, h, w = x.shape
-            planes = ops.cat([x.reshape(n, c, h * w), ops.zeros((n, c, 1), x.dtype)], 2)  # [N, C, HW + 1]
-            x = ops.gather(planes.reshape(n, -1), self.index, 1).reshape(-1, self.taps * c)  # [N * P, k * k * C]
-            weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
-        elif self.index is None:
-            n, h, w, c = x.shape
+        n, c = x.shape[0], x.shape[1 if self.channels_first else 3]
+        if self.index is None:  # 1x1: no Transpose (it keeps an index table on MindSpore's CPU)
             weight = self.weight.reshape(self.out_channels, c)  # [out, C]
         else:
-            n, h, w, c = x.shape
             weight = self.weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)  # [out, k * k * C]
+        if self.channels_first:
+            planes = ops.cat([x.reshape(n, c, -1), ops.zeros((n, c, 1), x.dtype)], 2)  # [N, C, HW + 1]
+            x = ops.gather(planes.reshape(n, -1), self.index, 1).reshape(-1, self.taps * c)  # [N * P, k * k * C]
+        elif self.index is not None:
             if self.training and self.same is not None and scale is None:
                 return self.same(x, weight)
             x = _gather_taps(x, self.index, self.taps)  # [N * Ho * Wo, k * k * C]
