@@ -498,6 +498,34 @@ class ModifiedResNet(nn.Cell):
         return self.attnpool(x)  # [N, output_dim]
 
 
+class _RowLayerNorm(nn.Cell):
+    """Layer normalisation of float32 rows by MindSpore's kernel, with its backward written out:
+    on MindSpore 2.10's CPU backend ``LayerNormGrad`` takes 9-35 ms for ``[640-1600, 512-2048]``
+    rows (15-40x an elementwise pass over them); the same gradients from elementwise ops, row means
+    and :func:`channel_sums` take 1.1-2.2x less. Per-row and per-channel factors are spread with
+    ``Tile`` (see :func:`across_rows`). ``[R, D], [D], [D] -> ([R, D], [R, 1] mean, [R, 1] variance)``"""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+
+    def construct(self, rows, gamma, beta):
+        return self.layer_norm(rows, gamma, beta)
+
+    def bprop(self, rows, gamma, beta, out, dout):
+        _, mean, var = out
+        dy = dout[0]  # the statistics are not used outside
+        width = rows.shape[1]
+        rstd = _TILE(ops.rsqrt(var + self.eps), (1, width))  # [R, D]
+        normalised = (rows - _TILE(mean, (1, width))) * rstd
+        dnormalised = dy * across_rows(gamma, dy)
+        mean_d = _TILE(dnormalised.mean(-1, keep_dims=True), (1, width))
+        mean_dn = _TILE((dnormalised * normalised).mean(-1, keep_dims=True), (1, width))
+        grad_rows = (dnormalised - mean_d - normalised * mean_dn) * rstd
+        return grad_rows, channel_sums(dy * normalised), channel_sums(dy)
+
+
 class LayerNorm(nn.Cell):
     """Layer normalisation over the last axis, always computed in float32 and
     returned in the input's dtype (OpenAI's fp16-safe LayerNorm)."""
@@ -506,12 +534,13 @@ class LayerNorm(nn.Cell):
         super().__init__()
         self.gamma = Parameter(_ones((width,)))
         self.beta = Parameter(_zeros((width,)))
-        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+        self.layer_norm = _RowLayerNorm(eps)
 
     def construct(self, x):
-        y, _, _ = self.layer_norm(x.astype(ms.float32), self.gamma.astype(ms.float32),
-                                  self.beta.astype(ms.float32))
-        return y.astype(x.dtype)
+        shape = x.shape
+        y, _, _ = self.layer_norm(x.astype(ms.float32).reshape(-1, shape[-1]), self.gamma.astype(ms.float32),
+                                  self.beta.astype(ms.float32))  # [rows, width]
+        return y.reshape(shape).astype(x.dtype)
 
 
 class QuickGELU(nn.Cell):
