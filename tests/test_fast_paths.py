@@ -202,7 +202,7 @@ def test_channels_last_average_pool(stride, size):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     wrong = x[:, ::stride, ::stride]  # a strided pick is not a pool: the check must see it
     assert np.abs(wrong - expected).max() > 1e-2
-    # the written backward: every input of a window gets dout / stride**2
+    # the training-mode backward: every input of a window gets dout / stride**2
     dout = np.random.RandomState(10 + stride).randn(*expected.shape)
     grad = ms.grad(lambda t: (pool(t) * Tensor(dout.astype(np.float32))).sum())(Tensor(x.astype(np.float32)))
     expected_grad = np.repeat(np.repeat(dout, stride, 1), stride, 2) / stride ** 2
